@@ -431,7 +431,7 @@ def main():
     try:
       provision(args.cache, args.stamp)
     except (ProvisionError, subprocess.CalledProcessError, OSError) as e:
-      print("tools/bazel: cannot provision the offline Bazel (%s); install bazelisk instead "
+      print("tools/bazel: cannot provision the offline Bazel (%s); re-run to retry, or install bazelisk "
             "(it reads .bazelversion)" % e, file=sys.stderr)
       return 1
   return 0
