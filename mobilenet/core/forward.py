@@ -1,0 +1,215 @@
+"""Bare-metal MobileNetV2 forward pass on tf.nn ops, driven by arch.derive().
+
+Two entry points:
+  * `forward(params, images, ...)`: a tf.function over a params structure
+    (numpy arrays, tensors or tf.Variables) and an NHWC float batch.  With
+    `training=True` it normalizes with batch statistics and returns
+    `(outputs, new_bn_stats)`; feed `new_bn_stats` to
+    `params.with_bn_stats` (or assign into variables) to apply the update.
+  * `build(...)`: a `Model` with weights baked in as graph constants, BN folded
+    by default, and a fixed `input_signature` (the fast inference path and
+    what TFLite converters consume via `get_concrete_function()`).
+"""
+
+import tensorflow as tf
+
+from mobilenet.core import arch
+from mobilenet.core import ops
+from mobilenet.core import params as params_lib
+
+_ACTIVATIONS = ("softmax", None, "linear")
+_POOLINGS = (None, "avg", "max")
+
+
+def _validate_options(include_top, pooling, classifier_activation):
+  if pooling not in _POOLINGS:
+    raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
+  if classifier_activation not in _ACTIVATIONS:
+    raise ValueError("classifier_activation must be 'softmax' or None (logits),"
+                     f" got {classifier_activation!r}.")
+
+
+def _conv_block(x, conv, p, mode, new_stats):
+  """conv/depthwise -> BN (inference, training or folded) -> relu6."""
+  padding = "SAME"
+  if conv.pad_name:
+    h, w = x.shape[1], x.shape[2]
+    # For a 3x3/2 conv, Keras' correct_pad equals SAME whenever the size is
+    # known; letting the conv pad itself saves a Pad op per stride-2 block.
+    if not ops.pad_matches_same(h, w, conv.kernel, conv.stride):
+      x = ops.zero_pad_for_stride2(x, conv.kernel)
+      padding = "VALID"
+  weights = p[conv.name]
+  bias = weights["bias"] if mode == "folded" else None
+  if conv.kind == "depthwise":
+    x = ops.depthwise_conv2d(x, weights["depthwise_kernel"], bias,
+                             conv.stride, padding)
+  else:
+    x = ops.conv2d(x, weights["kernel"], bias, conv.stride, padding)
+  if mode == "inference":
+    bn = p[conv.bn_name]
+    x = ops.batch_norm_inference(x, bn["gamma"], bn["beta"],
+                                 bn["moving_mean"], bn["moving_variance"])
+  elif mode == "training":
+    bn = p[conv.bn_name]
+    x, mean, var = ops.batch_norm_training(x, bn["gamma"], bn["beta"],
+                                           bn["moving_mean"],
+                                           bn["moving_variance"])
+    new_stats[conv.bn_name] = {"moving_mean": mean, "moving_variance": var}
+  if conv.relu6:
+    x = ops.relu6(x)
+  return x
+
+
+def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
+          classifier_activation="softmax", training=False, folded=False):
+  """Python (trace-time) body of `forward`; usable eagerly or in a graph.
+
+  `params` is keyed by Keras layer name (see params.py); `folded=True` means
+  it comes from params.fold_batch_norm.  `classes` and input channels are
+  read from the shapes of `params` / `images`.
+  """
+  _validate_options(include_top, pooling, classifier_activation)
+  if training and folded:
+    raise ValueError("training=True needs unfolded params (BN statistics); "
+                     "folded params are for inference only.")
+  images = tf.convert_to_tensor(images)
+  if images.shape.rank != 4:
+    raise ValueError(f"images must be NHWC (rank 4), got shape {images.shape}.")
+  arch.validate_input_size(images.shape[1], images.shape[2])
+  classes = 1
+  if include_top:
+    if "predictions" not in params:
+      raise ValueError("include_top=True but params has no 'predictions' "
+                       "layer (no-top weights?).")
+    classes = int(params["predictions"]["kernel"].shape[-1])
+  net = arch.derive(alpha, images.shape[-1], classes, include_top)
+  if not folded:
+    params_lib.check(params, net)  # trace time only: names the bad layer
+  mode = "folded" if folded else ("training" if training else "inference")
+  x = tf.cast(images, tf.float32)
+  new_stats = {}
+
+  x = _conv_block(x, net.stem, params, mode, new_stats)
+  for block in net.blocks:
+    inputs = x
+    for conv in block.convs:
+      x = _conv_block(x, conv, params, mode, new_stats)
+    if block.residual:
+      x = inputs + x
+  x = _conv_block(x, net.head, params, mode, new_stats)
+
+  if include_top:
+    x = ops.global_avg_pool(x)
+    d = params[net.classifier.name]
+    x = ops.dense(x, d["kernel"], d["bias"])
+    if classifier_activation == "softmax":
+      x = ops.softmax(x)
+  elif pooling == "avg":
+    x = ops.global_avg_pool(x)
+  elif pooling == "max":
+    x = ops.global_max_pool(x)
+  if training:
+    return x, new_stats
+  return x
+
+
+forward = tf.function(apply)
+forward.__doc__ = apply.__doc__
+
+
+def _default_rows(input_shape):
+  """Keras' rule for which ImageNet file a given input shape loads."""
+  rows, cols = input_shape[0], input_shape[1]
+  if rows == cols and rows in arch.KERAS_ROWS:
+    return rows
+  return 224
+
+
+class Model(tf.Module):
+  """MobileNetV2 with baked-in weights and a fixed input signature."""
+
+  def __init__(self, params, *, alpha, input_shape, batch_size, include_top,
+               pooling, classifier_activation, fold_bn, name=None):
+    super().__init__(name=name or f"mobilenetv2_{int(round(alpha * 100)):03d}")
+    h, w, c = input_shape
+    self.alpha = alpha
+    self.input_shape = (batch_size, h, w, c)
+    self.include_top = include_top
+    self.pooling = pooling
+    self.classifier_activation = classifier_activation
+    self.folded = fold_bn
+    net = arch.derive(alpha, c,
+                      params["predictions"]["kernel"].shape[-1]
+                      if include_top else 1, include_top)
+    self.network = net
+    params_lib.check(params, net)
+    numpy_params = params_lib.to_numpy(params_lib.select(params, net))
+    self.params = numpy_params
+    self._graph_params = (params_lib.fold_batch_norm(numpy_params, net)
+                          if fold_bn else numpy_params)
+    signature = [tf.TensorSpec(self.input_shape, tf.float32, name="images")]
+    # Numpy weights become Const nodes inside the graph: grappler can then
+    # fuse conv+bias+relu6 and TFLite converters need no variable freezing.
+    self._fn = tf.function(self._call, input_signature=signature,
+                           autograph=False)
+
+  def _call(self, images):
+    return apply(self._graph_params, images, alpha=self.alpha,
+                 include_top=self.include_top, pooling=self.pooling,
+                 classifier_activation=self.classifier_activation,
+                 folded=self.folded)
+
+  def __call__(self, images):
+    return self._fn(images)
+
+  def get_concrete_function(self):
+    return self._fn.get_concrete_function()
+
+
+def build(params=None, *, alpha=1.0, input_shape=(224, 224, 3), batch_size=1,
+          classes=1000, include_top=True, pooling=None,
+          classifier_activation="softmax", weights=None, fold_bn=True,
+          seed=0, cache_dir=None):
+  """A ready-to-call MobileNetV2.
+
+  Weights come from `params` (a params structure), else `weights`:
+  None (Keras-style random init with `seed`), "imagenet" (official Keras
+  file via the Keras cache, see weights.py) or a path to a legacy Keras .h5.
+  `batch_size=None` gives a dynamic batch dimension; `cache_dir` overrides
+  the Keras cache root (default $KERAS_HOME or ~/.keras) for "imagenet".
+  """
+  alpha = arch.validate_alpha(alpha)
+  if len(input_shape) != 3:
+    raise ValueError(f"input_shape must be (height, width, channels), got "
+                     f"{input_shape!r}.")
+  h, w, c = input_shape
+  arch.validate_input_size(h, w)
+  arch.validate_channels(c)
+  _validate_options(include_top, pooling, classifier_activation)
+  if params is not None and weights is not None:
+    raise ValueError("pass either params or weights, not both.")
+  net = arch.derive(alpha, c, classes, include_top)
+  if params is None:
+    if weights is None:
+      params = params_lib.init(net, seed)
+    elif weights == "imagenet":
+      from mobilenet.core import weights as weights_lib  # pylint: disable=g-import-not-at-top
+      if include_top and classes != 1000:
+        raise ValueError("weights='imagenet' with include_top=True needs "
+                         f"classes=1000, got {classes}.")
+      if c != 3:
+        raise ValueError("weights='imagenet' needs 3 input channels.")
+      params = weights_lib.load_imagenet(alpha, _default_rows(input_shape),
+                                         include_top, cache_dir)
+    else:
+      params = params_lib.load_h5(weights, net)
+  return Model(params, alpha=alpha, input_shape=(h, w, c),
+               batch_size=batch_size, include_top=include_top,
+               pooling=pooling, classifier_activation=classifier_activation,
+               fold_bn=fold_bn)
+
+
+def get_concrete_function(params=None, **kwargs):
+  """`build(params, **kwargs).get_concrete_function()` (e.g. for TFLite)."""
+  return build(params, **kwargs).get_concrete_function()

@@ -1,0 +1,250 @@
+"""model_source.resolve against files written by Keras itself and by
+params.save_h5, with the network disabled."""
+
+import json
+import os
+from unittest import mock
+import urllib.error
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl.testing import absltest
+import h5py
+import keras
+from keras.src.legacy.saving import legacy_h5_format
+from keras.src.utils import file_utils
+import numpy as np
+
+from mobilenet.core import arch
+from mobilenet.core import labels as labels_lib
+from mobilenet.core import model_source
+from mobilenet.core import params as params_lib
+from mobilenet.core import weights as weights_lib
+
+
+def _no_network(*args, **kwargs):
+  raise urllib.error.URLError("network disabled in test")
+
+
+def _keras_file(path, alpha, rows, channels=3, classes=1000,
+                include_top=True, seed=0):
+  """An official-layout weight file written by Keras' legacy saver."""
+  model = keras.applications.MobileNetV2(
+      weights=None, alpha=alpha, input_shape=(rows, rows, channels),
+      include_top=include_top, classes=classes)
+  rng = np.random.default_rng(seed)
+  model.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32)
+                     + (1.0 if "variance" in w.path else 0.0)
+                     for w in model.weights])
+  with h5py.File(path, "w") as f:
+    legacy_h5_format.save_weights_to_hdf5_group(f, model)
+  net = arch.derive(alpha, channels, classes, include_top)
+  return params_lib.from_keras_model(model, net)
+
+
+def _assert_params_equal(got, want):
+  assert set(got) == set(want), (set(got) ^ set(want))
+  for layer in want:
+    for k in want[layer]:
+      np.testing.assert_array_equal(got[layer][k], want[layer][k])
+
+
+class RandomTest(absltest.TestCase):
+
+  def test_defaults_and_overrides(self):
+    s = model_source.resolve("random")
+    self.assertEqual((s.alpha, s.input_size, s.channels, s.classes),
+                     (1.0, 224, 3, 1000))
+    self.assertEqual(s.labels, labels_lib.imagenet_labels())
+    self.assertIsNone(s.weights_path)
+    self.assertIsNone(s.weights_sha256)
+    s = model_source.resolve("random", alpha=0.35, input_size=32, channels=1,
+                             classes=10, seed=3)
+    net = arch.derive(0.35, 1, 10)
+    params_lib.check(s.params, net)
+    self.assertEqual(s.labels, [str(i) for i in range(10)])
+    _assert_params_equal(s.params, params_lib.init(net, 3))
+
+  def test_no_top(self):
+    s = model_source.resolve("random", alpha=0.35, include_top=False)
+    self.assertNotIn("predictions", s.params)
+    self.assertIsNone(s.classes)
+    self.assertEqual(s.labels, [])
+
+  def test_bad_alpha_and_size(self):
+    with self.assertRaisesRegex(model_source.ModelSourceError, "alpha"):
+      model_source.resolve("random", alpha=-1)
+    with self.assertRaisesRegex(model_source.ModelSourceError, ">= 32"):
+      model_source.resolve("random", input_size=8)
+
+
+class KerasFileTest(absltest.TestCase):
+
+  def test_infers_alpha_channels_classes_and_size(self):
+    d = self.create_tempdir().full_path
+    path = os.path.join(
+        d, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96.h5")
+    want = _keras_file(path, 0.35, 96, classes=7)
+    s = model_source.resolve(path)
+    self.assertEqual((s.alpha, s.input_size, s.channels, s.classes),
+                     (0.35, 96, 3, 7))
+    self.assertLen(s.labels, 7)
+    self.assertEqual(s.weights_path, path)
+    self.assertLen(s.weights_sha256, 64)
+    _assert_params_equal(s.params, want)
+
+  def test_gray_no_top_and_given_size(self):
+    path = os.path.join(self.create_tempdir().full_path, "w.h5")
+    want = _keras_file(path, 0.5, 32, channels=1, include_top=False)
+    with self.assertRaisesRegex(model_source.ModelSourceError, "no-top"):
+      model_source.resolve(path)
+    s = model_source.resolve(path, include_top=False, input_size=48)
+    self.assertEqual((s.alpha, s.input_size, s.channels), (0.5, 48, 1))
+    _assert_params_equal(s.params, want)
+
+  def test_wrong_alpha_refused(self):
+    path = os.path.join(self.create_tempdir().full_path, "w.h5")
+    _keras_file(path, 0.35, 32, include_top=False)
+    with self.assertRaisesRegex(model_source.ModelSourceError,
+                                "alpha=1.0"):
+      model_source.resolve(path, alpha=1.0, include_top=False)
+
+  def test_not_a_weight_file(self):
+    d = self.create_tempdir()
+    junk = d.create_file("junk.h5", content="not hdf5").full_path
+    with self.assertRaisesRegex(model_source.ModelSourceError, "HDF5"):
+      model_source.resolve(junk)
+    with self.assertRaisesRegex(model_source.ModelSourceError, "no such file"):
+      model_source.resolve(os.path.join(d.full_path, "missing.h5"))
+
+
+class CheckpointTest(absltest.TestCase):
+
+  def _write(self, d, alpha=0.35, channels=1, labels=("a", "b", "c")):
+    net = arch.derive(alpha, channels, len(labels))
+    params = params_lib.init(net, seed=5)
+    h5 = os.path.join(d, "model.h5")
+    params_lib.save_h5(params, h5, net)
+    js = os.path.join(d, "model.json")
+    model_source.write_sidecar(js, h5, alpha=alpha, input_size=40,
+                               channels=channels, labels=list(labels),
+                               train_command="train --x")
+    return params, h5, js
+
+  def test_json_h5_and_directory_all_resolve(self):
+    d = self.create_tempdir().full_path
+    params, h5, js = self._write(d)
+    with open(js) as f:
+      meta = json.load(f)
+    self.assertEqual(meta["weights_file"], "model.h5")  # relative: movable
+    for spec in (js, h5, d):
+      s = model_source.resolve(spec)
+      self.assertEqual((s.alpha, s.input_size, s.channels, s.classes),
+                       (0.35, 40, 1, 3))
+      self.assertEqual(s.labels, ["a", "b", "c"])
+      self.assertEqual(s.normalization, "tf")
+      self.assertEqual(s.weights_path, h5)
+      self.assertEqual(s.metadata["train_command"], "train --x")
+      _assert_params_equal(s.params, params)
+
+  def test_labels_file(self):
+    d = self.create_tempdir()
+    _, _, js = self._write(d.full_path)
+    d.create_file("names.txt", content="x\ny\nz\n")
+    with open(js) as f:
+      meta = json.load(f)
+    del meta["labels"]
+    meta["labels_file"] = "names.txt"
+    with open(js, "w") as f:
+      json.dump(meta, f)
+    self.assertEqual(model_source.resolve(js).labels, ["x", "y", "z"])
+
+  def test_corrupt_or_replaced_weights_refused(self):
+    d = self.create_tempdir().full_path
+    _, h5, js = self._write(d)
+    with open(h5, "r+b") as f:
+      f.seek(-10, os.SEEK_END)
+      f.write(b"0123456789")
+    with self.assertRaisesRegex(model_source.ModelSourceError, "sha256"):
+      model_source.resolve(js)
+
+  def test_alpha_mismatch_and_bad_sidecar(self):
+    d = self.create_tempdir()
+    _, _, js = self._write(d.full_path)
+    with self.assertRaisesRegex(model_source.ModelSourceError,
+                                "alpha=0.35 model"):
+      model_source.resolve(js, alpha=1.0)
+    bad = d.create_file("bad.json", content="{").full_path
+    with self.assertRaisesRegex(model_source.ModelSourceError, "JSON"):
+      model_source.resolve(bad)
+    other = d.create_file("other.json", content='{"a": 1}').full_path
+    with self.assertRaisesRegex(model_source.ModelSourceError, "sidecar"):
+      model_source.resolve(other)
+
+  def test_messages_are_one_line(self):
+    d = self.create_tempdir().full_path
+    for spec in (os.path.join(d, "nope"), "",):
+      with self.assertRaises(model_source.ModelSourceError) as ctx:
+        model_source.resolve(spec)
+      self.assertNotIn("\n", str(ctx.exception))
+
+
+class BundledTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    if not os.path.exists(model_source.bundled_sidecar_path()):
+      self.skipTest("bundled model not built yet")
+
+  def test_bundled_is_an_mnist_model(self):
+    s = model_source.resolve("bundled")
+    self.assertEqual(s.classes, 10)
+    self.assertEqual(s.labels, labels_lib.mnist_labels())
+    self.assertIn("bundled MNIST model (data/bundled/mnist_mobilenet_v2.h5)",
+                  s.description)
+    self.assertEqual(s.weights_sha256,
+                     model_source.sha256_file(s.weights_path))
+    self.assertIn("train_command", s.metadata)
+    self.assertGreaterEqual(s.metadata["heldout_accuracy"], 0.9624)
+
+
+class ImagenetAndAutoTest(absltest.TestCase):
+
+  def test_imagenet_offline_is_a_clear_error(self):
+    cache = self.create_tempdir().full_path
+    with mock.patch.object(file_utils, "urlretrieve", _no_network):
+      with self.assertRaises(model_source.ModelSourceError) as ctx:
+        model_source.resolve("imagenet", alpha=0.35, cache_dir=cache)
+    self.assertIn("0.35_224.h5", str(ctx.exception))
+
+  def test_imagenet_from_cache(self):
+    cache = self.create_tempdir().full_path
+    os.makedirs(os.path.join(cache, "models"))
+    path = os.path.join(cache, "models",
+                        weights_lib.file_name(0.35, 96, include_top=False))
+    want = _keras_file(path, 0.35, 96, include_top=False)
+    with mock.patch.object(file_utils, "urlretrieve", _no_network):
+      s = model_source.resolve("auto", alpha=0.35, input_size=96,
+                               include_top=False, cache_dir=cache)
+    self.assertIn("ImageNet", s.description)
+    self.assertEqual((s.alpha, s.input_size, s.channels), (0.35, 96, 3))
+    self.assertEqual(s.weights_path, path)
+    _assert_params_equal(s.params, want)
+
+  def test_auto_falls_back_to_bundled_with_one_log_line(self):
+    if not os.path.exists(model_source.bundled_sidecar_path()):
+      self.skipTest("bundled model not built yet")
+    cache = self.create_tempdir().full_path
+    with mock.patch.object(file_utils, "urlretrieve", _no_network), \
+        mock.patch.object(model_source.logging, "info") as info:
+      s = model_source.resolve("auto", cache_dir=cache)
+    self.assertEqual(info.call_count, 1)
+    line = info.call_args[0][0] % info.call_args[0][1:]
+    self.assertNotIn("\n", line)
+    self.assertIn("bundled MNIST model", line)
+    self.assertIn("unavailable", line)
+    self.assertEqual(s.classes, 10)
+
+
+if __name__ == "__main__":
+  absltest.main()

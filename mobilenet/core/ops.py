@@ -1,0 +1,110 @@
+"""Raw-op (tf.nn) kernels with the exact semantics of the Keras layers used by
+keras.applications.MobileNetV2. All tensors are NHWC float32."""
+
+import tensorflow as tf
+
+from mobilenet.core import arch
+
+BN_EPSILON = arch.BN_EPSILON
+BN_MOMENTUM = arch.BN_MOMENTUM
+
+
+def conv2d(x, kernel, bias=None, stride=1, padding="SAME"):
+  y = tf.nn.conv2d(x, kernel, strides=stride, padding=padding)
+  if bias is not None:
+    y = tf.nn.bias_add(y, bias)
+  return y
+
+
+def depthwise_conv2d(x, depthwise_kernel, bias=None, stride=1,
+                     padding="SAME"):
+  y = tf.nn.depthwise_conv2d(x, depthwise_kernel,
+                             strides=(1, stride, stride, 1), padding=padding)
+  if bias is not None:
+    y = tf.nn.bias_add(y, bias)
+  return y
+
+
+def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance,
+                         epsilon=BN_EPSILON):
+  # Same op Keras' TF backend calls, so results agree to the last ulp or so.
+  return tf.nn.batch_normalization(x, moving_mean, moving_variance, beta,
+                                   gamma, epsilon)
+
+
+def batch_norm_training(x, gamma, beta, moving_mean, moving_variance,
+                        momentum=BN_MOMENTUM, epsilon=BN_EPSILON):
+  """Normalizes with batch statistics; returns (y, new_mean, new_variance).
+
+  Keras 3 BatchNormalization uses `tf.nn.moments` (biased variance, divide by
+  N) both to normalize and to update the moving variance, and updates as
+  moving = moving * momentum + batch * (1 - momentum).
+  """
+  mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+  y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+  new_mean = moving_mean * momentum + mean * (1.0 - momentum)
+  new_variance = moving_variance * momentum + variance * (1.0 - momentum)
+  return y, new_mean, new_variance
+
+
+def relu6(x):
+  return tf.nn.relu6(x)
+
+
+def correct_pad(height, width, kernel_size=3):
+  """Keras `imagenet_utils.correct_pad` for a known input size."""
+  return arch.correct_pad(height, width, kernel_size)
+
+
+def zero_pad_for_stride2(x, kernel_size=3):
+  """The ZeroPadding2D Keras applies before a stride-2 "valid" depthwise conv.
+
+  Uses the static spatial size when known; otherwise the padding is computed
+  from the runtime shape (so it matches a Keras model built at that size).
+  """
+  h, w = x.shape[1], x.shape[2]
+  half = kernel_size // 2
+  if h is not None and w is not None:
+    (top, bottom), (left, right) = correct_pad(h, w, kernel_size)
+    pads = [[0, 0], [top, bottom], [left, right], [0, 0]]
+  else:
+    shape = tf.shape(x)
+    top = half - (1 - shape[1] % 2)
+    left = half - (1 - shape[2] % 2)
+    pads = tf.stack([[0, 0], [top, half], [left, half], [0, 0]])
+  return tf.pad(x, pads)
+
+
+def pad_matches_same(height, width, kernel_size, stride):
+  """True when correct_pad + VALID equals SAME padding (lets the depthwise
+  conv pad internally and skip a separate Pad op)."""
+  if height is None or width is None:
+    return False
+
+  def same_pads(n):
+    out = -(-n // stride)
+    total = max((out - 1) * stride + kernel_size - n, 0)
+    return (total // 2, total - total // 2)
+
+  (top, bottom), (left, right) = correct_pad(height, width, kernel_size)
+  return same_pads(height) == (top, bottom) and same_pads(width) == (left,
+                                                                    right)
+
+
+def global_avg_pool(x):
+  return tf.reduce_mean(x, axis=[1, 2])
+
+
+def global_max_pool(x):
+  return tf.reduce_max(x, axis=[1, 2])
+
+
+def dense(x, kernel, bias=None):
+  y = tf.linalg.matmul(x, kernel)
+  if bias is not None:
+    y = tf.nn.bias_add(y, bias)
+  return y
+
+
+def softmax(x):
+  return tf.nn.softmax(x, axis=-1)
