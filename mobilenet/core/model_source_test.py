@@ -14,6 +14,7 @@ import keras
 from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
 import numpy as np
+from PIL import Image
 
 from mobilenet.core import arch
 from mobilenet.core import labels as labels_lib
@@ -206,6 +207,22 @@ class BundledTest(absltest.TestCase):
                      model_source.sha256_file(s.weights_path))
     self.assertIn("train_command", s.metadata)
     self.assertGreaterEqual(s.metadata["heldout_accuracy"], 0.9624)
+
+  def test_keras_applications_reads_the_file_and_the_digits(self):
+    s = model_source.resolve("bundled")
+    ref = keras.applications.MobileNetV2(
+        input_shape=s.input_shape, alpha=s.alpha, classes=s.classes,
+        weights=None)
+    ref.load_weights(s.weights_path)
+    digits = (0, 2, 3, 7, 9)
+    images = np.stack([
+        np.asarray(Image.open(labels_lib.data_path(f"samples/digit_{d}.png"))
+                   .convert("L").resize((s.input_size, s.input_size),
+                                        Image.Resampling.BILINEAR),
+                   np.float32)[..., None] for d in digits])
+    probs = ref.predict(images / 127.5 - 1.0, verbose=0)
+    self.assertEqual([s.labels[i] for i in probs.argmax(-1)],
+                     [str(d) for d in digits])
 
 
 class ImagenetAndAutoTest(absltest.TestCase):

@@ -1,0 +1,149 @@
+"""Streaming input pipelines (tf.data) for training and evaluation.
+
+Image folders: one sub-folder per class.  Only the file *names* are held in
+memory; each image is read and decoded by the core preprocess library inside
+the pipeline (tf.numpy_function), so the data set never has to fit in RAM.
+Unreadable files are dropped from the stream and counted, not fatal.
+"""
+
+import math
+import threading
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from mobilenet.core import preprocess
+from mobilenet.keras.folders import DataError, Split  # pylint: disable=unused-import
+
+
+class SkipCounter:
+  """Unreadable files met by a pipeline (thread-safe: tf.data runs the
+  decoder on several threads)."""
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self.failures = {}
+
+  def add(self, path, problem):
+    with self._lock:
+      self.failures[path] = problem
+
+  def __len__(self):
+    return len(self.failures)
+
+  def summary(self):
+    items = sorted(self.failures.items())
+    shown = "; ".join(p for _, p in items[:3])
+    more = f"; and {len(items) - 3} more" if len(items) > 3 else ""
+    return f"{len(items)} unreadable image(s) skipped: {shown}{more}"
+
+
+def normalize_tf(images_uint8):
+  """[-1, 1] exactly as preprocess.preprocess_input (x / 127.5 - 1)."""
+  x = tf.cast(images_uint8, tf.float32)
+  return x / 127.5 - 1.0
+
+
+class FolderPipeline:
+  """tf.data pipelines over a Split, decoding with the core preprocess."""
+
+  def __init__(self, split, input_size, channels, skipped: SkipCounter):
+    if not len(split):
+      raise DataError("no images to read.")
+    self.split = split
+    self.size = int(input_size)
+    self.channels = int(channels)
+    self.skipped = skipped
+
+  def _decode(self, path):
+    path = path.decode("utf8")
+    try:
+      image = preprocess.load_image(path, size=self.size,
+                                    channels=self.channels)
+      return image, True
+    except preprocess.ImageError as e:
+      self.skipped.add(path, str(e))
+      return np.zeros((self.size, self.size, self.channels), np.uint8), False
+
+  def _images(self, ds):
+    def decode(path, label):
+      image, ok = tf.numpy_function(self._decode, [path],
+                                    (tf.uint8, tf.bool), stateful=False)
+      image.set_shape((self.size, self.size, self.channels))
+      ok.set_shape(())
+      return image, label, ok
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
+    ds = ds.filter(lambda image, label, ok: ok)
+    return ds.map(lambda image, label, ok: (normalize_tf(image), label))
+
+  def steps(self, batch_size):
+    return math.ceil(len(self.split) / batch_size)
+
+  def dataset(self, batch_size, shuffle_seed: Optional[int] = None,
+              skip_batches=0):
+    """Batches; with `shuffle_seed` the order is a fixed function of it, so
+    `skip_batches` resumes exactly where an interrupted epoch stopped."""
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(self.split.paths), tf.constant(self.split.labels,
+                                                    tf.int64)))
+    if shuffle_seed is not None:
+      ds = ds.shuffle(len(self.split), seed=shuffle_seed,
+                      reshuffle_each_iteration=False)
+    ds = self._images(ds).batch(batch_size)
+    if skip_batches:
+      ds = ds.skip(skip_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class ArrayPipeline:
+  """The same interface over in-memory uint8 arrays (Keras' MNIST)."""
+
+  def __init__(self, images, labels, input_size, channels):
+    self.images = images
+    self.labels = labels.astype(np.int64)
+    self.size = int(input_size)
+    self.channels = int(channels)
+    self.split = Split([f"#{i}" for i in range(len(labels))], list(labels))
+
+  def steps(self, batch_size):
+    return math.ceil(len(self.labels) / batch_size)
+
+  def dataset(self, batch_size, shuffle_seed=None, skip_batches=0):
+    ds = tf.data.Dataset.from_tensor_slices((self.images, self.labels))
+    if shuffle_seed is not None:
+      ds = ds.shuffle(len(self.labels), seed=shuffle_seed,
+                      reshuffle_each_iteration=False)
+
+    def prep(image, label):
+      if image.shape.rank == 2:
+        image = image[..., None]
+      image = tf.image.resize(image, (self.size, self.size),
+                              antialias=True)
+      image = tf.clip_by_value(tf.round(image), 0, 255)
+      if self.channels == 3 and image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+      return normalize_tf(image), label
+
+    ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    if skip_batches:
+      ds = ds.skip(skip_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def keras_mnist(input_size, channels):
+  """(train, validation) pipelines over Keras' MNIST download."""
+  import keras  # pylint: disable=g-import-not-at-top
+  try:
+    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+  except Exception as e:  # pylint: disable=broad-except
+    cause = (str(e).splitlines() or [type(e).__name__])[0][:120]
+    raise DataError(
+        "--dataset=mnist needs Keras' MNIST download, which failed "
+        f"({cause}); offline, build an image folder with "
+        "tools/prepare_mnist.py and pass --data_dir instead.") from None
+  return (ArrayPipeline(x_train, y_train, input_size, channels),
+          ArrayPipeline(x_test, y_test, input_size, channels),
+          [str(i) for i in range(10)])

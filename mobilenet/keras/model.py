@@ -1,0 +1,171 @@
+"""`MobileNetV2(...)`: keras.applications' signature, layers on the core ops.
+
+The network is read from `arch.derive()` (the single table); every layer is a
+subclassed Layer from layers.py named like its keras.applications twin, so
+`get_layer("block_3_expand_BN")`, `get_weights()` / `set_weights()` and the
+legacy weight files all line up with keras.applications.MobileNetV2.
+"""
+
+import keras
+import numpy as np
+
+from mobilenet.core import arch
+from mobilenet.core import model_source
+from mobilenet.keras import layers as L
+
+
+def _input_shape(input_shape, input_tensor, include_top, weights, channels):
+  if input_shape is None and input_tensor is not None:
+    shape = tuple(input_tensor.shape)
+    if len(shape) == 4:
+      input_shape = shape[1:]
+  if input_shape is None:
+    if include_top or weights == "imagenet":
+      input_shape = (224, 224, channels)
+    else:
+      input_shape = (None, None, channels)
+  input_shape = tuple(input_shape)
+  if len(input_shape) != 3:
+    raise ValueError("input_shape must be (height, width, channels), got "
+                     f"{input_shape!r}.")
+  h, w, c = input_shape
+  arch.validate_input_size(h, w)
+  arch.validate_channels(c)
+  return input_shape
+
+
+def _conv(x, conv, bn_momentum):
+  if conv.pad_name:
+    x = L.ZeroPadForStride2(conv.kernel, name=conv.pad_name)(x)
+    padding = "valid"
+  else:
+    padding = "same"
+  x = L.Conv(conv.kind, conv.out_channels, conv.kernel, conv.stride, padding,
+             name=conv.name)(x)
+  x = L.BatchNorm(bn_momentum, name=conv.bn_name)(x)
+  if conv.relu6:
+    relu_name = "out_relu" if conv.name == "Conv_1" else conv.name + "_relu"
+    x = L.ReLU6(name=relu_name)(x)
+  return x
+
+
+def _weights_source(weights, alpha, input_shape, include_top):
+  if weights == "imagenet":
+    rows = input_shape[0] if input_shape and input_shape[0] == input_shape[1] \
+        else None
+    return model_source.resolve("imagenet", alpha=alpha, input_size=rows,
+                                include_top=include_top)
+  return model_source.resolve(weights, alpha=alpha, include_top=include_top)
+
+
+def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disable=invalid-name
+                weights="imagenet", input_tensor=None, pooling=None,
+                classes=1000, classifier_activation="softmax", name=None, *,
+                bn_momentum=arch.BN_MOMENTUM):
+  """keras.applications.MobileNetV2 on the core raw ops.
+
+  Arguments as keras.applications; `weights` is None (random init),
+  "imagenet" or the path of an official Keras .h5 or of one of our
+  checkpoints (.h5 with its .json sidecar, or the .json).  With a
+  checkpoint, input_shape=None takes its input size and channel count.
+  `bn_momentum` sets every BatchNorm's moving-average momentum (Keras:
+  0.999).
+  """
+  alpha = arch.validate_alpha(alpha)
+  if pooling not in (None, "avg", "max"):
+    raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
+  if classifier_activation not in ("softmax", None, "linear"):
+    raise ValueError("classifier_activation must be 'softmax' or None, got "
+                     f"{classifier_activation!r}.")
+  source = None
+  if weights is not None:
+    if not isinstance(weights, str):
+      raise ValueError("weights must be None, 'imagenet' or a file path, got "
+                       f"{weights!r}.")
+    if weights == "imagenet" and include_top and classes != 1000:
+      raise ValueError("weights='imagenet' with include_top=True needs "
+                       f"classes=1000, got {classes}.")
+    shape_hint = input_shape
+    if shape_hint is None and input_tensor is not None:
+      shape_hint = tuple(input_tensor.shape)[1:]
+    source = _weights_source(weights, alpha, shape_hint, include_top)
+    if include_top and source.classes != classes:
+      raise ValueError(f"{source.description} has {source.classes} classes but"
+                       f" classes={classes}; pass classes={source.classes}.")
+    if input_shape is None and input_tensor is None and weights != "imagenet":
+      input_shape = source.input_shape
+  channels = source.channels if source is not None else 3
+  input_shape = _input_shape(input_shape, input_tensor, include_top, weights,
+                             channels)
+  if source is not None and input_shape[-1] != source.channels:
+    raise ValueError(f"{source.description} takes {source.channels}-channel "
+                     f"input, but input_shape has {input_shape[-1]} channels.")
+
+  if input_tensor is None:
+    img_input = keras.Input(shape=input_shape)
+  elif not keras.backend.is_keras_tensor(input_tensor):
+    img_input = keras.Input(tensor=input_tensor, shape=input_shape)
+  else:
+    img_input = input_tensor
+
+  net = arch.derive(alpha, input_shape[-1], classes, include_top)
+  x = _conv(img_input, net.stem, bn_momentum)
+  for block in net.blocks:
+    inputs = x
+    for conv in block.convs:
+      x = _conv(x, conv, bn_momentum)
+    if block.residual:
+      x = L.Add(name=block.prefix + "add")([inputs, x])
+  x = _conv(x, net.head, bn_momentum)
+  if include_top:
+    x = L.GlobalPool("avg", name="global_average_pooling2d")(x)
+    x = L.Classifier(classes, classifier_activation,
+                     name=net.classifier.name)(x)
+  elif pooling:
+    x = L.GlobalPool(pooling, name=f"global_{pooling}_pool")(x)
+
+  inputs = (keras.utils.get_source_inputs(input_tensor)
+            if input_tensor is not None else img_input)
+  if name is None:
+    name = f"mobilenetv2_{alpha:0.2f}_{input_shape[0]}"
+  model = keras.Model(inputs, x, name=name)
+  model.mobilenet_network = net
+  if source is not None:
+    set_params(model, source.params)
+  return model
+
+
+def network(model):
+  """The arch.Network a MobileNetV2 model was built from."""
+  return model.mobilenet_network
+
+
+def _param_layers(model):
+  """(Keras layer, params keys in variable order) for each weighted layer."""
+  for layer in model.layers:
+    if isinstance(layer, L.Conv):
+      key = "depthwise_kernel" if layer.kind == "depthwise" else "kernel"
+      yield layer, (key,)
+    elif isinstance(layer, L.BatchNorm):
+      yield layer, ("gamma", "beta", "moving_mean", "moving_variance")
+    elif isinstance(layer, L.Classifier):
+      yield layer, ("kernel", "bias")
+
+
+def get_params(model):
+  """The model's weights as a core params dict (numpy arrays)."""
+  return {layer.name: dict(zip(keys, (np.asarray(w) for w in
+                                      layer.get_weights())))
+          for layer, keys in _param_layers(model)}
+
+
+def set_params(model, params):
+  """Loads a core params dict (keyed by Keras layer name) into the model."""
+  for layer, keys in _param_layers(model):
+    if layer.name not in params:
+      raise ValueError(f"params lack layer '{layer.name}'.")
+    layer.set_weights([np.asarray(params[layer.name][k]) for k in keys])
+
+
+def batch_norm_layers(model):
+  return [layer for layer in model.layers if isinstance(layer, L.BatchNorm)]

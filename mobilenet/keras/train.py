@@ -1,0 +1,245 @@
+r"""Train MobileNetV2, or classify images with a trained one.
+
+  train:    bazel run //mobilenet/keras:train -- train --data_dir=DIR \
+                [--val_dir=DIR | --val_split=0.1] [--dataset=mnist] \
+                [--alpha=0.35] [--input_size=64] [--channels=3] \
+                [--epochs=2] [--batch_size=32] [--learning_rate=5e-4] \
+                [--checkpoint_dir=DIR] [--strategy=default|mirrored|multiworker]
+  predict:  bazel run //mobilenet/keras:train -- predict IMAGE [IMAGE ...] \
+                [--weights=bundled|auto|imagenet|random|PATH] [--top_k=5]
+  eval:     bazel run //mobilenet/keras:train -- eval --data_dir=DIR \
+                [--weights=PATH]
+
+DIR has one sub-folder of images per class (the folder names are the class
+names).  Rerunning an interrupted `train` (Ctrl-C / SIGTERM) with the same
+flags resumes at the step where it stopped.  For several machines use
+--strategy=multiworker and set TF_CONFIG on each; nothing else changes.
+"""
+
+import os
+import shlex
+import sys
+
+from absl import app
+from absl import flags
+
+from mobilenet.core import model_source
+from mobilenet.core import preprocess
+from mobilenet.keras import folders
+from mobilenet.keras import train_config
+
+FLAGS = flags.FLAGS
+_D = train_config.Config()
+
+flags.DEFINE_string("data_dir", None, "Training images: one sub-folder per "
+                    "class (eval: the images to score).")
+flags.DEFINE_string("val_dir", None, "Validation images, same class "
+                    "sub-folders as --data_dir.")
+flags.DEFINE_float("val_split", _D.val_split, "Fraction of --data_dir held "
+                   "out for validation when --val_dir is not given.")
+flags.DEFINE_enum("dataset", "folder", ["folder", "mnist"], "'mnist': Keras' "
+                  "MNIST download (needs network) instead of --data_dir.")
+flags.DEFINE_float("alpha", _D.alpha, "Width multiplier.")
+flags.DEFINE_integer("input_size", _D.input_size, "Square input size in px.")
+flags.DEFINE_integer("channels", _D.channels, "1 (grayscale) or 3 (RGB).")
+flags.DEFINE_integer("classes", None, "Number of classes (default: inferred "
+                     "from the class folders; must agree when given).")
+flags.DEFINE_integer("epochs", _D.epochs, "Epochs to train in total.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size.")
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Learning rate.")
+flags.DEFINE_enum("lr_schedule", _D.lr_schedule,
+                  list(train_config.LR_SCHEDULES), "constant, or cosine decay "
+                  "to 0 over all --epochs.")
+flags.DEFINE_enum("optimizer", _D.optimizer, list(train_config.OPTIMIZERS),
+                  "Optimizer.")
+flags.DEFINE_string("checkpoint_dir", _D.checkpoint_dir, "Checkpoints, "
+                    "run.json, training_curve.png and the exported model.")
+flags.DEFINE_string("export_path", None, "Final weights (.h5, with a .json "
+                    "sidecar beside it); default <checkpoint_dir>/model.h5.")
+flags.DEFINE_enum("strategy", _D.strategy, list(train_config.STRATEGIES),
+                  "tf.distribute strategy.")
+flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many "
+                     "logical devices (to try --strategy=mirrored on CPU).")
+flags.DEFINE_float("bn_momentum", _D.bn_momentum, "BatchNorm moving-average "
+                   "momentum (Keras: 0.999).")
+flags.DEFINE_boolean("bn_reestimate", _D.bn_reestimate, "Re-estimate the BN "
+                     "moving statistics over training batches at the end.")
+flags.DEFINE_integer("bn_reestimate_batches", _D.bn_reestimate_batches,
+                     "Training batches used for BN re-estimation.")
+flags.DEFINE_integer("seed", _D.seed, "Seed for init, shuffling and split.")
+flags.DEFINE_string("weights", "bundled", "predict/eval: auto, imagenet, "
+                    "bundled, random or a .h5/.json path.")
+flags.DEFINE_integer("top_k", 5, "predict: labels shown per image.")
+flags.DEFINE_boolean("record", False, "eval: store the accuracy in the "
+                     "checkpoint's .json sidecar as heldout_accuracy.")
+
+COMMANDS = ("train", "predict", "eval")
+# The command line as typed (absl strips parsed flags from main's argv).
+_ARGV = list(sys.argv)
+
+
+class CliError(Exception):
+  pass
+
+
+def user_path(path):
+  """Relative paths are relative to where `bazel run` was started."""
+  if path and not os.path.isabs(path):
+    base = os.environ.get("BUILD_WORKING_DIRECTORY")
+    if base:
+      return os.path.join(base, path)
+  return path
+
+
+def _weights_spec(spec):
+  return spec if spec in model_source.SPECS else user_path(spec)
+
+
+def _config(argv):
+  names = ("data_dir", "val_dir", "val_split", "dataset", "alpha",
+           "input_size", "channels", "classes", "epochs", "batch_size",
+           "learning_rate", "lr_schedule", "optimizer", "checkpoint_dir",
+           "export_path",
+           "strategy", "bn_momentum", "bn_reestimate",
+           "bn_reestimate_batches", "seed")
+  values = {n: getattr(FLAGS, n) for n in names}
+  for n in ("data_dir", "val_dir", "checkpoint_dir", "export_path"):
+    values[n] = user_path(values[n])
+  del argv
+  values["command"] = "tools/bazel run //mobilenet/keras:train -- " + \
+      " ".join(shlex.quote(a) for a in _ARGV[1:])
+  return train_config.Config(**values)
+
+
+def _train(argv):
+  if len(argv) > 2:
+    raise CliError(f"train takes no positional arguments, got {argv[2:]}.")
+  cfg = _config(argv)
+  train_config.validate(cfg)
+  if cfg.dataset == "folder":
+    train_config.scan(cfg)  # bad folders fail here, before TensorFlow loads
+  if FLAGS.num_cpu_devices:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.num_cpu_devices)
+  from mobilenet.keras import train_lib  # pylint: disable=g-import-not-at-top
+  result = train_lib.train(cfg)
+  if not result.finished:
+    return 130
+  return 0
+
+
+def _load_model():
+  try:
+    return model_source.resolve(_weights_spec(FLAGS.weights))
+  except model_source.ModelSourceError as e:
+    raise CliError(str(e)) from None
+
+
+def _classifier(source, batch_size=None):
+  from mobilenet.core import forward  # pylint: disable=g-import-not-at-top
+  return forward.build(
+      source.params, alpha=source.alpha, input_shape=source.input_shape,
+      batch_size=batch_size, classes=source.classes)
+
+
+def _predict(argv):
+  paths = [user_path(p) for p in argv[2:]]
+  if not paths:
+    raise CliError("predict needs at least one image path.")
+  if FLAGS.top_k < 1:
+    raise CliError(f"--top_k must be at least 1, got {FLAGS.top_k}.")
+  source = _load_model()
+  images, failed = [], []
+  for path in paths:
+    try:
+      images.append(preprocess.load_image(path, size=source.input_size,
+                                          channels=source.channels))
+    except preprocess.ImageError as e:
+      failed.append(str(e))
+  if failed and not images:
+    raise CliError(failed[0] if len(failed) == 1 else
+                   f"{len(failed)} images failed: {'; '.join(failed)}")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mobilenet.core import labels as labels_lib  # pylint: disable=g-import-not-at-top
+  batch = preprocess.normalize(np.stack(images), source.normalization)
+  probs = _classifier(source)(batch).numpy()
+  good = [p for p in paths if all(not f.startswith(p + ":") for f in failed)]
+  for path, top in zip(good, labels_lib.decode_predictions(
+      probs, source.labels, FLAGS.top_k)):
+    shown = ", ".join(f"{name} {score:.4f}" for _, name, score in top)
+    print(f"{path}: {shown}")
+  for f in failed:
+    print(f"error: {f}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+def _eval(argv):
+  if len(argv) > 2:
+    raise CliError(f"eval takes no positional arguments, got {argv[2:]}.")
+  try:
+    split, names = folders.scan_folder(user_path(FLAGS.data_dir))
+  except folders.DataError as e:
+    raise CliError(str(e)) from None
+  source = _load_model()
+  if names != source.labels:
+    raise CliError(f"class folders {names} do not match the model's labels "
+                   f"{source.labels[:10]}.")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  model = _classifier(source)
+  correct = 0
+  for i in range(0, len(split), 256):
+    batch = preprocess.load_images(split.paths[i:i + 256], source.input_size,
+                                   source.channels, source.normalization)
+    pred = np.argmax(model(batch).numpy(), -1)
+    correct += int(np.sum(pred == np.asarray(split.labels[i:i + 256])))
+  accuracy = correct / len(split)
+  print(f"accuracy {accuracy:.4f} ({correct}/{len(split)}) of "
+        f"{source.description} on {FLAGS.data_dir}")
+  if FLAGS.record:
+    _record(source, accuracy, len(split))
+  return 0
+
+
+def _record(source, accuracy, count):
+  if not source.metadata:
+    raise CliError("--record needs one of our checkpoints (with a .json "
+                   "sidecar).")
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.splitext(source.weights_path)[0] + ".json"
+  with open(path, encoding="utf8") as f:
+    meta = json.load(f)
+  meta.update(heldout_accuracy=accuracy, heldout_images=count,
+              heldout_eval_command=(
+                  "tools/bazel run //mobilenet/keras:train -- " +
+                  " ".join(shlex.quote(a) for a in _ARGV[1:])))
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf8") as f:
+    json.dump(meta, f, indent=2)
+    f.write("\n")
+  os.replace(tmp, path)
+  print(f"recorded heldout_accuracy in {path}")
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    got = argv[1] if len(argv) > 1 else "nothing"
+    print(f"error: expected a command ({', '.join(COMMANDS)}), got {got}; "
+          "see --help.", file=sys.stderr)
+    return 2
+  try:
+    return {"train": _train, "predict": _predict, "eval": _eval}[argv[1]](argv)
+  except (CliError, train_config.TrainError, model_source.ModelSourceError,
+          preprocess.ImageError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+
+
+def run():
+  # absl's app.run exits with main's return value.
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,107 @@
+r"""Converts MobileNetV2 to .tflite with a JSON sidecar.
+
+  tools/bazel run //mobilenet/tflite:convert -- --save_to out/
+  tools/bazel run //mobilenet/tflite:convert -- --save_to out/ \
+      --weights bundled --quantize uint8 --num_calibration 50
+
+Writes out/<name>.tflite and out/<name>.json (atomically) and prints a
+summary.  --weights=auto takes ImageNet when it is cached or downloadable,
+else the bundled digit model, and says which.
+"""
+
+import os
+import sys
+
+from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
+
+from absl import flags  # pylint: disable=g-bad-import-order
+from absl import logging
+
+from mobilenet.core import model_source  # pylint: disable=g-bad-import-order
+from mobilenet.tflite import converter
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("save_to", None, "Output directory (created if needed).")
+flags.DEFINE_string("weights", "auto", "auto | imagenet | bundled | random | "
+                    "PATH of a Keras .h5 or checkpoint .json.")
+flags.DEFINE_float("alpha", None, "Width multiplier; default: the weights'.")
+flags.DEFINE_integer("input_size", None, "Input height = width in pixels "
+                     "(>= 32); default: the weights'.")
+flags.DEFINE_enum("quantize", "int8", list(converter.QUANTIZATIONS),
+                  "int8 / uint8: full-integer with int8 / uint8 input and "
+                  "output; float16 weights; dynamic-range; float.")
+flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
+                    "(default: data/calibration, 100 real digits).")
+flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
+                     "Calibration images, first N in sorted path order.")
+flags.DEFINE_string("name", None, "Output file stem (default: descriptive).")
+flags.mark_flag_as_required("save_to")
+
+
+def _weights_spec(spec):
+  if spec in model_source.SPECS:
+    return spec
+  return cli.user_path(spec)
+
+
+def summary(converted, paths):
+  meta = converted.metadata
+  model = converter.runtime.Model(converted.tflite, use_default_delegates=False)
+  ops = model.op_counts()
+  lines = [
+      f"wrote {paths[0]}",
+      f"      {paths[1]}",
+      f"weights       {meta['weights']['description']}",
+      f"model         alpha={meta['alpha']} input={meta['input_size'][0]}x"
+      f"{meta['input_size'][1]}x{meta['channels']} classes={meta['classes']}"
+      f" normalization={meta['normalization']['mode']}",
+      f"quantization  {meta['quantization']} (weights: "
+      f"{meta['weights_quantization']})",
+  ]
+  if meta["calibration"]:
+    c = meta["calibration"]
+    lines.append(f"calibration   {c['count']} images from {c['dir']} "
+                 f"(sorted, files sha256 {c['files_sha256'][:12]})")
+  for kind in ("input", "output"):
+    d = meta[kind]
+    q = (f" scale={d['scale']:.6g} zero_point={d['zero_point']}"
+         if d["scale"] else "")
+    lines.append(f"{kind:<13} {d['dtype']} {d['shape']}{q}")
+  lines.append(f"size          {meta['tflite_bytes']:,} bytes "
+               f"({meta['tflite_bytes'] / 1024:.1f} KiB), sha256 "
+               f"{meta['tflite_sha256'][:16]}")
+  lines.append(f"ops           {sum(ops.values())}: " + ", ".join(
+      f"{k} x{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])))
+  lines.append(f"time          {converted.seconds:.1f} s")
+  return "\n".join(lines)
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)  # TF's converter INFO chatter
+  if len(argv) > 1:
+    raise cli.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+  if FLAGS.input_size is not None and FLAGS.input_size < 32:
+    raise cli.UsageError(f"--input_size={FLAGS.input_size} is too small; "
+                         "MobileNetV2 needs at least 32")
+  if FLAGS.alpha is not None and not FLAGS.alpha > 0:
+    raise cli.UsageError(f"--alpha={FLAGS.alpha} must be positive (e.g. 0.35,"
+                         " 0.5, 1.0)")
+  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to))
+  calibration_dir = cli.user_path(FLAGS.calibration_dir)
+  if FLAGS.quantize in converter.FULL_INTEGER:
+    # Fail on bad calibration input before the slow part.
+    converter.calibration_set(calibration_dir, FLAGS.num_calibration)
+  source = converter.resolve_source(_weights_spec(FLAGS.weights),
+                                    FLAGS.alpha, FLAGS.input_size)
+  if FLAGS.weights == "auto":
+    print(f"weights=auto: using {source.description}")
+  converted = converter.convert_source(
+      source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
+      name=FLAGS.name)
+  paths = converter.save(converted, save_to)
+  print(summary(converted, paths))
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,71 @@
+"""convert CLI as a user runs it: outputs, determinism, bad input."""
+
+import hashlib
+import json
+import os
+
+from absl.testing import absltest
+
+from mobilenet.tflite import clitest
+from mobilenet.tflite import runtime
+
+
+def _sha(path):
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+class ConvertCliTest(absltest.TestCase):
+
+  def test_two_runs_write_identical_files(self):
+    outs = []
+    for _ in range(2):
+      out = self.create_tempdir().full_path
+      r = clitest.run("convert", "--save_to", out, "--weights", "random",
+                      "--alpha", "0.35", "--input_size", "32",
+                      "--quantize", "uint8", "--num_calibration", "10")
+      self.assertEqual(r.returncode, 0, r.stderr)
+      self.assertIn("ops", r.stdout)
+      self.assertIn("uint8 [1, 32, 32, 3]", r.stdout)
+      outs.append(out)
+    names = sorted(os.listdir(outs[0]))
+    self.assertEqual(names, ["mobilenet_v2_random_a035_32x32x3_uint8.json",
+                             "mobilenet_v2_random_a035_32x32x3_uint8.tflite"])
+    for n in names:
+      self.assertEqual(_sha(os.path.join(outs[0], n)),
+                       _sha(os.path.join(outs[1], n)))
+    tfl = os.path.join(outs[0], names[1])
+    m = runtime.Model(tfl)
+    with open(os.path.join(outs[0], names[0])) as f:
+      meta = json.load(f)
+    self.assertEqual(meta["tflite_sha256"], _sha(tfl))
+    self.assertEqual(meta["input"]["dtype"], m.input_dtype.name)
+
+  def test_bad_input_is_one_line_no_traceback_no_output(self):
+    d = self.create_tempdir()
+    blocker = d.create_file("file").full_path
+    empty = d.mkdir("empty").full_path
+    cases = {
+        "alpha": (["--alpha", "0"], "--alpha"),
+        "size": (["--input_size", "16"], "--input_size"),
+        "save_to": (["--save_to", os.path.join(blocker, "x")], "--save_to"),
+        "calibration": (["--calibration_dir", empty], "no image files"),
+        "weights": (["--weights", os.path.join(empty, "w.h5")], "no such file"),
+    }
+    for what, (args, needle) in cases.items():
+      with self.subTest(what):
+        out = os.path.join(d.full_path, "out_" + what)
+        argv = ["--save_to", out, "--weights", "random", "--alpha", "0.35",
+                "--input_size", "32"] + args
+        r = clitest.run("convert", *argv)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertNotIn("Traceback", r.stderr)
+        lines = clitest.error_lines(r)
+        self.assertLen(lines, 1, r.stderr)
+        self.assertIn(needle, lines[0])
+        if os.path.isdir(out):
+          self.assertEqual(os.listdir(out), [])
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,324 @@
+"""Converts the raw-op MobileNetV2 (BN folded) to .tflite, reproducibly.
+
+The input is a concrete function of `forward.build(...)`, never a Keras
+model.  Full-integer models are calibrated on real images from a folder,
+taken in sorted order and preprocessed exactly as the model expects
+(size, channels, normalisation), so identical inputs give identical bytes.
+Every model gets a JSON sidecar recording where it came from.
+"""
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import tempfile
+import time
+import numpy as np
+
+from mobilenet.core import labels as labels_lib
+from mobilenet.core import preprocess
+from mobilenet.tflite import runtime
+
+QUANTIZATIONS = ("int8", "uint8", "float16", "dynamic", "float")
+FULL_INTEGER = ("int8", "uint8")
+DEFAULT_NUM_CALIBRATION = 100
+SIDECAR_FORMAT = 1
+
+
+class ConversionError(ValueError):
+  """Conversion cannot proceed; the message says why and what to change."""
+
+
+def repo_root():
+  return os.path.normpath(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def default_calibration_dir():
+  return labels_lib.data_path("calibration")
+
+
+def _portable_path(path):
+  """Repo-relative when inside the repository (same in runfiles and
+  sandboxes, so sidecars of identical conversions are identical)."""
+  if path is None:
+    return None
+  path = os.path.abspath(path)
+  rel = os.path.relpath(path, repo_root())
+  return path if rel.startswith("..") else rel
+
+
+def sha256_file(path):
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+normalization_spec = runtime.normalization_spec
+normalize = runtime.normalize
+
+
+# ---- calibration ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  """The representative images: which files, in which order."""
+  directory: str
+  paths: tuple
+
+  @property
+  def files_sha256(self):
+    """Hash of (relative name, content hash) of every file, in order."""
+    h = hashlib.sha256()
+    for p in self.paths:
+      rel = os.path.relpath(p, self.directory)
+      h.update(f"{rel}\t{sha256_file(p)}\n".encode("utf-8"))
+    return h.hexdigest()
+
+  def describe(self):
+    return {"dir": _portable_path(self.directory), "count": len(self.paths),
+            "order": "sorted", "files_sha256": self.files_sha256}
+
+
+def calibration_set(directory=None, num=DEFAULT_NUM_CALIBRATION):
+  directory = directory or default_calibration_dir()
+  if not os.path.isdir(directory):
+    raise ConversionError(f"calibration directory {directory} does not exist;"
+                          " pass --calibration_dir with a folder of images")
+  if not isinstance(num, int) or num < 1:
+    raise ConversionError(f"--num_calibration must be >= 1, got {num!r}")
+  paths = preprocess.find_images(directory)
+  if not paths:
+    raise ConversionError(f"calibration directory {directory} has no image "
+                          f"files ({', '.join(preprocess.IMAGE_EXTENSIONS)})")
+  if len(paths) < num:
+    raise ConversionError(
+        f"--num_calibration={num} but {directory} has only {len(paths)} "
+        "images; lower --num_calibration or add images")
+  return Calibration(os.path.abspath(directory), tuple(paths[:num]))
+
+
+def representative_batch(calibration, input_size, channels, normalization):
+  """All calibration images as model input, (n, h, w, c) float32."""
+  pixels = preprocess.load_images(calibration.paths, input_size,
+                                  channels=channels, mode="raw")
+  return np.asarray(normalize(pixels, normalization), np.float32)
+
+
+# ---- conversion ---------------------------------------------------------------
+
+
+def convert(concrete_function, quantize, representative=None, trackable=None):
+  """TFLite flatbuffer bytes of `concrete_function` (see make_converter)."""
+  converter = make_converter(concrete_function, quantize, representative,
+                             trackable)
+  try:
+    return converter.convert()
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConversionError(f"TFLite conversion failed: {e}") from e
+
+
+def make_converter(concrete_function, quantize, representative=None,
+                   trackable=None):
+  """A configured tf.lite.TFLiteConverter (e.g. for QuantizationDebugger).
+
+  Args:
+    concrete_function: takes one float32 NHWC batch (e.g.
+      `forward.build(...).get_concrete_function()`).
+    quantize: one of QUANTIZATIONS.  "int8"/"uint8": full-integer with
+      per-channel weights and int8/uint8 input and output; "float16": float16
+      weights; "dynamic": int8 weights, float activations; "float": none.
+    representative: float32 array (n, h, w, c) of model inputs, required for
+      full-integer; one sample per calibration step, in array order.
+  """
+  if quantize not in QUANTIZATIONS:
+    raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
+                          f"{quantize!r}")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # Passing the owning module keeps the converter on its supported path.
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [concrete_function], trackable)
+  if quantize != "float":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if quantize == "float16":
+    converter.target_spec.supported_types = [tf.float16]
+  elif quantize in FULL_INTEGER:
+    if representative is None or not len(representative):  # pylint: disable=g-explicit-length-test
+      raise ConversionError(f"{quantize} needs calibration images")
+    samples = np.asarray(representative, np.float32)
+    converter.representative_dataset = lambda: ([s[None]] for s in samples)
+    # Builtin int8 kernels only: conversion fails rather than leaving a float
+    # op behind that the device's integer-only accelerator cannot run.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io_type = tf.int8 if quantize == "int8" else tf.uint8
+    converter.inference_input_type = io_type
+    converter.inference_output_type = io_type
+  return converter
+
+
+# ---- model sources --------------------------------------------------------
+
+
+def resolve_source(spec="auto", alpha=None, input_size=None):
+  """The ModelSource --weights names (see core/model_source.py)."""
+  from mobilenet.core import model_source  # pylint: disable=g-import-not-at-top
+  try:
+    return model_source.resolve(spec, alpha=alpha, input_size=input_size)
+  except ValueError as e:
+    raise ConversionError(str(e)) from None
+
+
+def source_field(source, name, default=None):
+  return getattr(source, name, default)
+
+
+def weights_kind(source):
+  """Short tag for file names: imagenet / bundled / random / file stem."""
+  desc = (source_field(source, "description") or "").lower()
+  for k in ("imagenet", "bundled", "random"):
+    if k in desc:
+      return k
+  path = source_field(source, "weights_path")
+  if path:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+  return "custom"
+
+
+def default_name(source, quantize):
+  size = source.input_size
+  return (f"mobilenet_v2_{weights_kind(source)}_a{int(round(source.alpha * 100)):03d}"
+          f"_{size}x{size}x{source.channels}_{quantize}")
+
+
+def build_model(source, classifier_activation="softmax"):
+  # TensorFlow loads here, not at import: CLIs check their input first.
+  from mobilenet.core import forward  # pylint: disable=g-import-not-at-top
+  return forward.build(
+      source.params, alpha=source.alpha,
+      input_shape=(source.input_size, source.input_size, source.channels),
+      classes=source.classes, classifier_activation=classifier_activation)
+
+
+# ---- sidecar --------------------------------------------------------------
+
+
+def _version(dist):
+  try:
+    return importlib.metadata.version(dist)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def library_versions():
+  return {"tensorflow": _version("tensorflow"),
+          "ai-edge-litert": _version("ai-edge-litert"),
+          "numpy": np.__version__}
+
+
+def _io_details(tflite_bytes):
+  return runtime.Model(tflite_bytes,
+                       use_default_delegates=False).describe_io()
+
+
+def sidecar(tflite_bytes, source, quantize, calibration=None,
+            classifier_activation="softmax"):
+  io = _io_details(tflite_bytes)
+  labels = source_field(source, "labels")
+  return {
+      "format": SIDECAR_FORMAT,
+      "tflite_sha256": hashlib.sha256(tflite_bytes).hexdigest(),
+      "tflite_bytes": len(tflite_bytes),
+      "weights": {
+          "description": source_field(source, "description"),
+          "path": _portable_path(source_field(source, "weights_path")),
+          "sha256": source_field(source, "weights_sha256"),
+      },
+      "alpha": source.alpha,
+      "input_size": [source.input_size, source.input_size],
+      "channels": source.channels,
+      "classes": source.classes,
+      "normalization": normalization_spec(source_field(source, "normalization")),
+      "output_activation": classifier_activation or "linear",
+      "quantization": quantize,
+      "weights_quantization": {"int8": "int8 per-channel",
+                               "uint8": "int8 per-channel",
+                               "dynamic": "int8 per-channel",
+                               "float16": "float16",
+                               "float": "float32"}[quantize],
+      "calibration": calibration.describe() if calibration else None,
+      "input": io["input"],
+      "output": io["output"],
+      "labels": list(labels) if labels is not None else None,
+      "versions": library_versions(),
+  }
+
+
+@dataclasses.dataclass
+class Converted:
+  name: str
+  tflite: bytes
+  metadata: dict
+  seconds: float
+
+
+def convert_source(source, quantize, calibration_dir=None,
+                   num_calibration=DEFAULT_NUM_CALIBRATION, name=None,
+                   classifier_activation="softmax"):
+  """Converts a ModelSource; returns the bytes and the sidecar dict."""
+  if quantize not in QUANTIZATIONS:
+    raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
+                          f"{quantize!r}")
+  start = time.perf_counter()
+  calibration = representative = None
+  if quantize in FULL_INTEGER:
+    calibration = calibration_set(calibration_dir, num_calibration)
+    representative = representative_batch(
+        calibration, source.input_size, source.channels,
+        source_field(source, "normalization"))
+  model = build_model(source, classifier_activation)
+  tflite = convert(model.get_concrete_function(), quantize, representative,
+                   model)
+  meta = sidecar(tflite, source, quantize, calibration, classifier_activation)
+  return Converted(name or default_name(source, quantize), tflite, meta,
+                   time.perf_counter() - start)
+
+
+def sidecar_bytes(metadata):
+  return (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()
+
+
+def save(converted, directory):
+  """Writes <name>.tflite and <name>.json into `directory` atomically.
+
+  Both go to temp files first; nothing named <name>.* exists unless both
+  were written completely.
+  """
+  os.makedirs(directory, exist_ok=True)
+  outputs = [(os.path.join(directory, converted.name + ".tflite"),
+              converted.tflite),
+             (os.path.join(directory, converted.name + ".json"),
+              sidecar_bytes(converted.metadata))]
+  temps, done = [], []
+  try:
+    for final, data in outputs:
+      fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(final),
+                                 suffix=".tmp", dir=directory)
+      temps.append(tmp)
+      os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the model from others
+      with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    for (final, _), tmp in zip(outputs, temps):
+      os.replace(tmp, final)
+      done.append(final)
+  except BaseException:
+    # A .tflite without its sidecar would be a partial result too.
+    for path in temps + done:
+      if os.path.exists(path):
+        os.remove(path)
+    raise
+  return [final for final, _ in outputs]

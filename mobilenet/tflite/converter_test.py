@@ -1,0 +1,174 @@
+"""Converter: calibration order and hashing, conversion modes, sidecar,
+determinism and atomic saving, against TF, Pillow and the files on disk."""
+
+import hashlib
+import json
+import os
+import shutil
+from unittest import mock
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import absltest
+from PIL import Image
+
+from mobilenet.core import preprocess
+from mobilenet.tflite import converter
+from mobilenet.tflite import testing
+
+ALPHA, SIZE = 0.35, 32
+
+
+def _random_source():
+  return testing.live_random_source(ALPHA, SIZE, channels=1, classes=10)
+
+
+class CalibrationTest(absltest.TestCase):
+
+  def test_first_n_in_sorted_order_and_hash_covers_content(self):
+    src = converter.default_calibration_dir()
+    tmp = self.create_tempdir().full_path
+    names = sorted(os.listdir(src))[:12]
+    for n in reversed(names):  # creation order must not matter
+      shutil.copy(os.path.join(src, n), tmp)
+    cal = converter.calibration_set(tmp, 5)
+    self.assertEqual([os.path.basename(p) for p in cal.paths], names[:5])
+    h1 = cal.files_sha256
+    with open(cal.paths[2], "ab") as f:
+      f.write(b"\0")
+    self.assertNotEqual(h1, converter.calibration_set(tmp, 5).files_sha256)
+    with self.assertRaisesRegex(converter.ConversionError, "only 12 images"):
+      converter.calibration_set(tmp, 13)
+
+  def test_representative_batch_is_keras_normalisation_of_pillow_pixels(self):
+    cal = converter.calibration_set(None, 3)
+    got = converter.representative_batch(cal, 40, 1, "tf")
+    for path, x in zip(cal.paths, got):
+      img = Image.open(path).convert("L").resize((40, 40),
+                                                 Image.Resampling.BILINEAR)
+      want = np.asarray(img, np.float32)[..., None] / 127.5 - 1.0
+      np.testing.assert_allclose(x, want, atol=1e-6)
+
+
+class ConvertTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.source = _random_source()
+    cls.model = converter.build_model(cls.source, classifier_activation=None)
+    cal = converter.calibration_set(None, 20)
+    cls.rep = converter.representative_batch(cal, SIZE, 1, "tf")
+    cls.images = preprocess.load_images(
+        preprocess.find_images(converter.default_calibration_dir())[20:40],
+        SIZE, channels=1)
+    cls.want = np.stack([cls.model(x[None]).numpy()[0] for x in cls.images])
+
+  def _run(self, tflite):
+    # tf.lite.Interpreter as the independent reference for the I/O details.
+    it = tf.lite.Interpreter(model_content=tflite)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    for x in self.images:
+      x = x[None]
+      if inp["dtype"] != np.float32:
+        s, z = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / s) + z, info.min, info.max).astype(inp["dtype"])
+      it.set_tensor(inp["index"], x)
+      it.invoke()
+      y = it.get_tensor(out["index"])[0]
+      if out["dtype"] != np.float32:
+        s, z = out["quantization"]
+        y = (y.astype(np.float32) - z) * s
+      outs.append(y)
+    return inp, out, np.stack(outs)
+
+  def test_modes(self):
+    spread = np.abs(self.want).max()
+    results = {}
+    # A random net amplifies rounding more than a trained one; the bundled
+    # model's accuracy is checked in tflite_model_test.
+    for mode, io_type, tol in (("float", np.float32, 1e-4),
+                               ("float16", np.float32, 0.01),
+                               ("dynamic", np.float32, 0.1),
+                               ("int8", np.int8, 0.25),
+                               ("uint8", np.uint8, 0.25)):
+      with self.subTest(mode):
+        tflite = converter.convert(self.model.get_concrete_function(), mode,
+                                   self.rep, self.model)
+        inp, out, got = self._run(tflite)
+        self.assertEqual(inp["dtype"], io_type)
+        self.assertEqual(out["dtype"], io_type)
+        self.assertLess(np.abs(got - self.want).mean(), tol * spread)
+        self.assertGreater(
+            np.corrcoef(got.ravel(), self.want.ravel())[0, 1], 0.8)
+        results[mode] = got
+    # Same calibration, same int8 graph: uint8 I/O only shifts by 128.
+    np.testing.assert_allclose(results["uint8"], results["int8"], atol=1e-6)
+
+  def test_int8_is_deterministic_and_weights_per_channel(self):
+    fn = self.model.get_concrete_function()
+    a = converter.convert(fn, "int8", self.rep, self.model)
+    b = converter.convert(fn, "int8", self.rep, self.model)
+    self.assertEqual(hashlib.sha256(a).hexdigest(),
+                     hashlib.sha256(b).hexdigest())
+    it = tf.lite.Interpreter(model_content=a)
+    per_channel = [d for d in it.get_tensor_details()
+                   if len(d["quantization_parameters"]["scales"]) > 1]
+    self.assertNotEmpty(per_channel)
+
+  def test_full_integer_needs_calibration(self):
+    with self.assertRaisesRegex(converter.ConversionError, "calibration"):
+      converter.convert(self.model.get_concrete_function(), "int8", None)
+    with self.assertRaisesRegex(converter.ConversionError, "--quantize"):
+      converter.convert(self.model.get_concrete_function(), "int4")
+
+
+class SidecarAndSaveTest(absltest.TestCase):
+
+  def test_sidecar_and_atomic_save(self):
+    source = _random_source()
+    conv = converter.convert_source(source, "uint8", num_calibration=10)
+    meta = conv.metadata
+    it = tf.lite.Interpreter(model_content=conv.tflite)
+    inp = it.get_input_details()[0]
+    self.assertEqual(meta["input"]["dtype"], "uint8")
+    self.assertEqual((meta["input"]["scale"], meta["input"]["zero_point"]),
+                     inp["quantization"])
+    self.assertEqual(meta["tflite_sha256"],
+                     hashlib.sha256(conv.tflite).hexdigest())
+    self.assertEqual(meta["calibration"]["count"], 10)
+    self.assertEqual(meta["calibration"]["dir"], "data/calibration")
+    self.assertEqual((meta["alpha"], meta["channels"], meta["input_size"]),
+                     (ALPHA, 1, [SIZE, SIZE]))
+    self.assertEqual(meta["versions"]["tensorflow"], tf.__version__)
+    self.assertEqual(meta["versions"]["numpy"], np.__version__)
+
+    out = self.create_tempdir().full_path
+    real_replace = os.replace
+    calls = []
+
+    def flaky(src, dst):
+      calls.append(dst)
+      if dst.endswith(".json"):
+        raise OSError("disk full")
+      real_replace(src, dst)
+
+    with mock.patch.object(os, "replace", flaky):
+      with self.assertRaises(OSError):
+        converter.save(conv, out)
+    self.assertLen(calls, 2)
+    self.assertEqual(os.listdir(out), [])
+    tfl, js = converter.save(conv, out)
+    with open(tfl, "rb") as f:
+      self.assertEqual(f.read(), conv.tflite)
+    with open(js) as f:
+      self.assertEqual(json.load(f)["tflite_sha256"], meta["tflite_sha256"])
+    self.assertEqual(sorted(os.listdir(out)),
+                     sorted(os.path.basename(p) for p in (tfl, js)))
+
+
+if __name__ == "__main__":
+  absltest.main()

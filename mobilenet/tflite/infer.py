@@ -1,0 +1,158 @@
+r"""Classifies images with a .tflite model and can dump every tensor.
+
+  tools/bazel run //mobilenet/tflite:infer -- -i data/samples/digit_7.png
+  tools/bazel run //mobilenet/tflite:infer -- -i a.png -i b.jpg \
+      --model out/m.tflite --labels labels.txt --top_k 3 \
+      --save_to dump/ --data_format channel_first
+
+Default model: the int8 bundled digit model built by
+//mobilenet/tflite:mobilenet_v2_int8, with the labels from its sidecar.
+With --save_to, each image gets DIR/<n>_<image stem>/ holding one
+<index>_<tensor name>.npy per tensor (a .txt for tensors without data) and
+tensors.tsv listing name, index, dtype, shape and quantization.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
+
+from absl import flags  # pylint: disable=g-bad-import-order
+import numpy as np
+
+from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
+from mobilenet.tflite import runtime
+
+DEFAULT_MODEL = "mobilenet_v2_int8.tflite"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("image", None, "Image file; repeat for several.",
+                          short_name="i")
+flags.DEFINE_string("model", None, "A .tflite classifier (default: the "
+                    "bundled int8 digit model).")
+flags.DEFINE_string("labels", None, "Class names, one per line (default: the "
+                    "model's sidecar, else output indices).")
+flags.DEFINE_integer("top_k", 5, "Classes shown per image.", lower_bound=1)
+flags.DEFINE_integer("num_threads", None, "LiteRT threads (default: LiteRT's).",
+                     lower_bound=1)
+flags.DEFINE_string("save_to", None, "Dump every intermediate tensor here.")
+flags.DEFINE_enum("data_format", "channel_last",
+                  ["channel_first", "channel_last"],
+                  "Layout of dumped 4-D activations (TFLite computes NHWC).")
+flags.mark_flag_as_required("image")
+
+
+def default_model():
+  here = os.path.dirname(os.path.abspath(__file__))
+  path = os.path.join(here, DEFAULT_MODEL)
+  if os.path.isfile(path):
+    return path
+  built = os.path.join(here, "..", "..", "bazel-bin", "mobilenet", "tflite",
+                       DEFAULT_MODEL)
+  if os.path.isfile(built):
+    return os.path.normpath(built)
+  raise cli.UsageError(
+      "the default model is not built; run `tools/bazel build "
+      "//mobilenet/tflite:mobilenet_v2_int8` or pass --model")
+
+
+def class_names(model, meta):
+  n = model.num_classes
+  if FLAGS.labels:
+    path = cli.user_path(FLAGS.labels)
+    return labels_lib.align(labels_lib.load_labels(path), n)
+  if meta and meta.get("labels"):
+    return labels_lib.align(meta["labels"], n)
+  return [str(i) for i in range(n)]
+
+
+def _safe(name):
+  return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100]
+
+
+def dump_tensors(model, directory, data_format):
+  """Writes the tensors of the last invoke into `directory` (a new dir)."""
+  ops = model.interpreter._get_ops_details()  # pylint: disable=protected-access
+  activations = {int(model.input["index"])}
+  for op in ops:
+    activations.update(int(i) for i in op["outputs"])
+  rows = ["index\tname\tdtype\tshape\tlayout\tscale\tzero_point\tfile"]
+  for detail, value in model.tensors():
+    index = int(detail["index"])
+    name = detail["name"]
+    scale, zero_point = detail["quantization"]
+    layout = "-"
+    stem = f"{index:04d}_{_safe(name)}"
+    dtype = np.dtype(detail["dtype"]).name
+    if value is None:
+      fname = stem + ".txt"
+      shape = [int(v) for v in detail["shape"]]
+      with open(os.path.join(directory, fname), "w", encoding="utf-8") as f:
+        f.write(f"name: {name}\nindex: {index}\ndtype: {dtype}\n"
+                f"shape: {shape}\nscale: {scale}\nzero_point: {zero_point}\n"
+                "data: none (LiteRT keeps no buffer for this tensor)\n")
+    else:
+      if value.ndim == 4 and index in activations:
+        layout = "NHWC"
+        if data_format == "channel_first":
+          value = np.transpose(value, (0, 3, 1, 2))
+          layout = "NCHW"
+      fname = stem + ".npy"
+      shape = list(value.shape)
+      np.save(os.path.join(directory, fname), value)
+    rows.append(f"{index}\t{name}\t{dtype}\t{shape}\t{layout}\t{scale:.9g}\t"
+                f"{zero_point}\t{fname}")
+  with open(os.path.join(directory, "tensors.tsv"), "w",
+            encoding="utf-8") as f:
+    f.write("\n".join(rows) + "\n")
+
+
+def _replace_dir(tmp, final):
+  old = None
+  if os.path.exists(final):
+    old = final + ".old-" + os.path.basename(tmp)
+    os.replace(final, old)
+  os.replace(tmp, final)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.UsageError(f"unexpected arguments {argv[1:]}; use -i IMAGE")
+  model_path = cli.user_path(FLAGS.model) if FLAGS.model else default_model()
+  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to)) if FLAGS.save_to else None
+  dump = save_to is not None
+  model = runtime.Model(model_path, num_threads=FLAGS.num_threads,
+                        preserve_all_tensors=dump)
+  meta = runtime.read_sidecar(model_path)
+  names = class_names(model, meta)
+  normalization = (meta or {}).get("normalization", "tf")
+  paths = [cli.user_path(p) for p in FLAGS.image]
+  pixels = model.load_images(paths)
+
+  lines = []
+  for n, (shown, image) in enumerate(zip(FLAGS.image, pixels)):
+    scores = model.predict_pixels(image[None], normalization)[0]
+    order = np.argsort(-scores.astype(np.float64), kind="stable")
+    lines.append(shown)
+    for i in order[:FLAGS.top_k]:
+      lines.append(f"  {names[i]:<24} {scores[i]:.4f}  [{i}]")
+    if dump:
+      stem = f"{n}_{_safe(os.path.splitext(os.path.basename(shown))[0])}"
+      tmp = tempfile.mkdtemp(prefix=".tmp-", dir=save_to)
+      try:
+        dump_tensors(model, tmp, FLAGS.data_format)
+        _replace_dir(tmp, os.path.join(save_to, stem))
+      except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+      lines.append(f"  tensors -> {os.path.join(save_to, stem)}")
+  print("\n".join(lines))
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,137 @@
+"""infer CLI: same top-1 as the float Keras model for int8, uint8 and float16
+models of the bundled digits; tensor dumps; bad input."""
+
+import glob
+import os
+
+import keras
+import numpy as np
+from absl.testing import absltest
+from ai_edge_litert.interpreter import Interpreter
+
+from mobilenet.core import model_source
+from mobilenet.core import preprocess
+from mobilenet.tflite import clitest
+from mobilenet.tflite import converter
+
+SAMPLES = sorted(glob.glob(os.path.join(
+    os.path.dirname(converter.default_calibration_dir()), "samples",
+    "digit_?.png")))
+
+
+def _top1(stdout):
+  """Top-1 label per image from infer's output (image line, then classes)."""
+  lines = stdout.splitlines()
+  return [lines[i + 1].split()[0] for i, l in enumerate(lines)
+          if not l.startswith(" ")]
+
+
+class InferTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    source = model_source.resolve("bundled")
+    cls.source = source
+    # The reference: Keras' own MobileNetV2 loading the same weight file.
+    ref = keras.applications.MobileNetV2(
+        input_shape=(source.input_size, source.input_size, source.channels),
+        alpha=source.alpha, weights=None, classes=source.classes)
+    ref.load_weights(source.weights_path)
+    x = preprocess.load_images(SAMPLES, source.input_size,
+                               channels=source.channels)
+    cls.want = [source.labels[i] for i in np.argmax(ref.predict(x, verbose=0), 1)]
+    cls.dir = absltest.get_default_test_tmpdir()
+    cls.models = {}
+    for mode in ("int8", "uint8", "float16"):
+      conv = converter.convert_source(source, mode, num_calibration=50)
+      cls.models[mode] = converter.save(conv, cls.dir)[0]
+
+  def test_top1_matches_float_keras(self):
+    self.assertLen(SAMPLES, 5)
+    for mode, path in self.models.items():
+      with self.subTest(mode):
+        args = ["--model", path, "--top_k", "3", "--num_threads", "1"]
+        for s in SAMPLES:
+          args += ["-i", s]
+        r = clitest.run("infer", *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(_top1(r.stdout), self.want)
+
+  def test_labels_file_with_background_line_is_aligned(self):
+    labels = self.create_tempfile(
+        content="background\n" + "\n".join(f"digit {n}" for n in
+                                           self.source.labels) + "\n")
+    r = clitest.run("infer", "--model", self.models["int8"], "--labels",
+                    labels.full_path, "-i", SAMPLES[0])
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertEqual(r.stdout.splitlines()[1].split()[:2],
+                     ["digit", self.want[0]])
+
+  def test_dump_has_one_file_per_tensor_with_shapes(self):
+    out = self.create_tempdir().full_path
+    r = clitest.run("infer", "--model", self.models["int8"], "-i", SAMPLES[0],
+                    "-i", SAMPLES[1], "--save_to", out, "--data_format",
+                    "channel_first")
+    self.assertEqual(r.returncode, 0, r.stderr)
+    it = Interpreter(model_path=self.models["int8"])
+    details = it.get_tensor_details()
+    dirs = sorted(os.listdir(out))
+    self.assertEqual(dirs, ["0_digit_0", "1_digit_2"])
+    d = os.path.join(out, dirs[0])
+    files = sorted(f for f in os.listdir(d) if f != "tensors.tsv")
+    self.assertLen(files, len(details))
+    by_index = {int(f.split("_")[0]): f for f in files}
+    for t in details:
+      f = by_index[t["index"]]
+      if not f.endswith(".npy"):
+        continue
+      a = np.load(os.path.join(d, f))
+      shape = tuple(t["shape"])
+      if len(shape) == 4 and a.shape != shape:  # activations are NCHW
+        shape = (shape[0], shape[3], shape[1], shape[2])
+      self.assertEqual(a.shape, shape, f)
+      self.assertEqual(a.dtype, t["dtype"], f)
+    first = np.load(os.path.join(d, by_index[it.get_input_details()[0]["index"]]))
+    self.assertEqual(first.shape[1], self.source.channels)
+
+  def test_bad_input(self):
+    d = self.create_tempdir()
+    with open(SAMPLES[0], "rb") as f:
+      png = f.read()
+    with open(self.models["int8"], "rb") as f:
+      model = f.read()
+    not_image = d.create_file("not_image.png", "just text").full_path
+    cut_image = d.create_file("cut.png", png[:len(png) // 2]).full_path
+    not_model = d.create_file("m.tflite", "x" * 100).full_path
+    cut_model = d.create_file("cut.tflite", model[:len(model) // 3]).full_path
+    labels = d.create_file("labels.txt", "a\nb\nc\n").full_path
+    blocker = d.create_file("blocker").full_path
+    good = ["--model", self.models["int8"], "-i", SAMPLES[0]]
+    cases = {
+        "missing image": (["--model", self.models["int8"], "-i",
+                           os.path.join(d.full_path, "nope.png")], "no such file"),
+        "not an image": (["--model", self.models["int8"], "-i", not_image],
+                         "not an image"),
+        "truncated image": (["--model", self.models["int8"], "-i", cut_image],
+                            "not_image|truncated|corrupt|cannot decode"),
+        "not a model": (["--model", not_model, "-i", SAMPLES[0]], "TFL3"),
+        "truncated model": (["--model", cut_model, "-i", SAMPLES[0]],
+                            "truncated|cannot load"),
+        "labels count": (good + ["--labels", labels], "3 labels"),
+        "save_to": (good + ["--save_to", os.path.join(blocker, "x")],
+                    "--save_to"),
+    }
+    for what, (args, needle) in cases.items():
+      with self.subTest(what):
+        r = clitest.run("infer", *args)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertNotIn("Traceback", r.stderr)
+        lines = clitest.error_lines(r)
+        self.assertLen(lines, 1, r.stderr)
+        self.assertRegex(lines[0], needle)
+        self.assertEqual(r.stdout, "")
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,176 @@
+r"""Float vs quantized MobileNetV2 on an image folder, plus per-layer errors.
+
+  tools/bazel run //tools:fidelity_report -- --save_to report/
+
+Converts the model (--weights, default bundled) twice with logits output
+(float and --quantize), runs both with LiteRT on every image of --images_dir
+(labels = sub-folder names, e.g. data/mnist_heldout/<digit>/), and writes
+fidelity.csv (per-layer table of tf.lite.experimental.QuantizationDebugger)
+and fidelity.md (accuracies, top-1 agreement, logit errors, worst layers).
+"""
+
+import csv
+import io
+import os
+import tempfile
+
+from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
+
+from absl import flags  # pylint: disable=g-bad-import-order
+from absl import logging
+import numpy as np
+
+from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
+from mobilenet.core import preprocess
+from mobilenet.tflite import converter
+from mobilenet.tflite import runtime
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("save_to", None, "Directory for fidelity.csv/.md.")
+flags.DEFINE_string("weights", "bundled", "auto|imagenet|bundled|random|PATH")
+flags.DEFINE_enum("quantize", "int8", ["int8", "uint8", "dynamic", "float16"],
+                  "Quantized variant to compare with float.")
+flags.DEFINE_string("images_dir", None, "Evaluation images (default "
+                    "data/mnist_heldout); sub-folder names are the labels.")
+flags.DEFINE_string("calibration_dir", None, "Default data/calibration.")
+flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION, "")
+flags.DEFINE_integer("debug_images", 50, "Images for the per-layer debugger.",
+                     lower_bound=1)
+flags.DEFINE_integer("worst", 5, "Worst layers named in the summary.")
+flags.mark_flag_as_required("save_to")
+
+
+def folder_labels(paths, root):
+  """Sub-folder name per image, or None when images sit directly in root."""
+  names = [os.path.relpath(os.path.dirname(p), root) for p in paths]
+  return None if any(n == "." for n in names) else names
+
+
+def evaluate(float_model, quant_model, pixels, normalization, truth, names):
+  f = float_model.predict_pixels(pixels, normalization)
+  q = quant_model.predict_pixels(pixels, normalization)
+  err = np.abs(f - q)
+  out = {"images": len(pixels),
+         "top1_agreement": float(np.mean(f.argmax(1) == q.argmax(1))),
+         "max_logit_error": float(err.max()),
+         "mean_logit_error": float(err.mean()),
+         "float_accuracy": None, "quantized_accuracy": None}
+  if truth is not None:
+    names = np.asarray(names)
+    truth = np.asarray(truth)
+    out["float_accuracy"] = float(np.mean(names[f.argmax(1)] == truth))
+    out["quantized_accuracy"] = float(np.mean(names[q.argmax(1)] == truth))
+  return out
+
+
+def layer_table(tf_model, quantize, rep, debug_x):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  conv = converter.make_converter(tf_model.get_concrete_function(), quantize,
+                                  rep, tf_model)
+  debugger = tf.lite.experimental.QuantizationDebugger(
+      converter=conv, debug_dataset=lambda: ([x[None]] for x in debug_x))
+  debugger.run()
+  buf = io.StringIO()
+  debugger.layer_statistics_dump(buf)
+  rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+  for r in rows:
+    scale = float(r["scale"]) if r.get("scale") else 0.0
+    mse = float(r["mean_squared_error"])
+    # RMSE in units of the layer's quantization step: > ~0.3 means the
+    # error is more than rounding alone explains.
+    r["rmse_over_scale"] = f"{np.sqrt(mse) / scale:.6g}" if scale else ""
+  return rows
+
+
+def _pct(v):
+  return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def markdown(summary, rows, meta, worst):
+  lines = [f"# Quantization fidelity: {meta['name']}", "",
+           f"Weights: {meta['weights']}; quantization: {meta['quantize']}; "
+           f"images: {summary['images']} from `{meta['images_dir']}`; "
+           f"calibration: {meta['calibration']}.", "",
+           "| metric | value |", "| --- | --- |",
+           f"| float accuracy | {_pct(summary['float_accuracy'])} |",
+           f"| {meta['quantize']} accuracy | "
+           f"{_pct(summary['quantized_accuracy'])} |",
+           f"| top-1 agreement | {_pct(summary['top1_agreement'])} |",
+           f"| max logit error | {summary['max_logit_error']:.4f} |",
+           f"| mean logit error | {summary['mean_logit_error']:.4f} |", ""]
+  ranked = sorted((r for r in rows if r["rmse_over_scale"]),
+                  key=lambda r: -float(r["rmse_over_scale"]))[:worst]
+  lines += [f"## Worst {len(ranked)} layers (RMSE / scale, "
+            f"{meta['debug_images']} images)", "",
+            "| op | tensor | RMSE/scale | mean error | max abs error |",
+            "| --- | --- | --- | --- | --- |"]
+  for r in ranked:
+    lines.append(f"| {r['op_name']} | `{r['tensor_name']}` | "
+                 f"{float(r['rmse_over_scale']):.3f} | "
+                 f"{float(r['mean_error']):.4g} | "
+                 f"{float(r['max_abs_error']):.4g} |")
+  return "\n".join(lines) + "\n"
+
+
+def _write(path, text):
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to))
+  images_dir = cli.user_path(FLAGS.images_dir) or labels_lib.data_path(
+      "mnist_heldout")
+  paths = preprocess.find_images(images_dir)
+  if not paths:
+    raise cli.UsageError(f"--images_dir={images_dir}: no images found")
+  calibration = converter.calibration_set(cli.user_path(FLAGS.calibration_dir),
+                                          FLAGS.num_calibration)
+  spec = FLAGS.weights
+  if spec not in ("auto", "imagenet", "bundled", "random"):
+    spec = cli.user_path(spec)
+  source = converter.resolve_source(spec)
+  size, ch = source.input_size, source.channels
+  norm = source.normalization
+  rep = converter.representative_batch(calibration, size, ch, norm)
+  tf_model = converter.build_model(source, classifier_activation=None)
+  fn = tf_model.get_concrete_function()
+  float_model = runtime.Model(converter.convert(fn, "float", None, tf_model))
+  quant_model = runtime.Model(converter.convert(fn, FLAGS.quantize, rep,
+                                                tf_model))
+  pixels = preprocess.load_images(paths, size, channels=ch, mode="raw")
+  summary = evaluate(float_model, quant_model, pixels, norm,
+                     folder_labels(paths, images_dir), source.labels)
+  # Every k-th image, so the debugger sees all classes of a sorted folder.
+  step = max(1, len(paths) // FLAGS.debug_images)
+  debug_x = runtime.normalize(pixels[::step][:FLAGS.debug_images], norm)
+  rows = layer_table(tf_model, FLAGS.quantize, rep, debug_x)
+  fields = list(rows[0].keys()) if rows else []
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+  w.writeheader()
+  w.writerows(rows)
+  meta = {"name": converter.default_name(source, FLAGS.quantize),
+          "weights": source.description, "quantize": FLAGS.quantize,
+          "images_dir": converter._portable_path(images_dir),  # pylint: disable=protected-access
+          "calibration": f"{len(calibration.paths)} images from "
+                         f"{calibration.describe()['dir']}",
+          "debug_images": len(debug_x)}
+  _write(os.path.join(save_to, "fidelity.csv"), buf.getvalue())
+  md = markdown(summary, rows, meta, FLAGS.worst)
+  _write(os.path.join(save_to, "fidelity.md"), md)
+  print(md)
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,171 @@
+r"""Every Keras layer of a converted MobileNetV2 -> its TFLite tensor.
+
+  tools/bazel run //tools:layer_table -- --save_to data/docs
+
+Reads the model's JSON sidecar (alpha, size, channels, classes), derives the
+layers from the core architecture table, and matches them to the TFLite ops
+in execution order (convs, residual adds, pool, classifier).  BN and ReLU6
+fold into their conv, so they share its tensor.  Writes layer_table.csv and
+layer_table.md.
+"""
+
+import csv
+import io
+import os
+
+from mobilenet.tflite import cli  # first: quiets LiteRT's start-up logs
+
+from absl import flags  # pylint: disable=g-bad-import-order
+import numpy as np
+
+from mobilenet.core import arch  # pylint: disable=g-bad-import-order
+from mobilenet.tflite import runtime
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A .tflite with its converter sidecar "
+                    "(default: //mobilenet/tflite:mobilenet_v2_int8).")
+flags.DEFINE_string("save_to", None, "Directory for layer_table.csv/.md.")
+
+FIELDS = ("keras_layer", "kind", "tflite_op", "tensor_index", "tensor_name",
+          "shape", "dtype", "params", "macs", "scale", "zero_point", "note")
+_CONV_OPS = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D"}
+
+
+def default_model():
+  here = os.path.dirname(os.path.abspath(__file__))
+  for d in (os.path.join(here, "..", "mobilenet", "tflite"),
+            os.path.join(here, "..", "bazel-bin", "mobilenet", "tflite")):
+    path = os.path.normpath(os.path.join(d, "mobilenet_v2_int8.tflite"))
+    if os.path.isfile(path):
+      return path
+  raise cli.UsageError("build //mobilenet/tflite:mobilenet_v2_int8 or pass "
+                       "--model")
+
+
+def rows_for(model, meta):
+  net = arch.derive(meta["alpha"], meta["channels"], meta["classes"])
+  h, w = meta["input_size"]
+  costs = {c.name: c for c in arch.layer_costs(net, h, w)}
+  interp = model.interpreter
+  tensors = {t["index"]: t for t in interp.get_tensor_details()}
+  queues = {}
+  for op in interp._get_ops_details():  # pylint: disable=protected-access
+    queues.setdefault(op["op_name"], []).append(op)
+
+  def take(op_name, layer):
+    if not queues.get(op_name):
+      raise ValueError(f"{layer}: no {op_name} op left in the model; is it a "
+                       f"MobileNetV2 alpha={meta['alpha']} from our converter?")
+    return queues[op_name].pop(0)
+
+  def row(layer, kind, op_name, tensor_index, params=0, macs=0, note=""):
+    t = tensors[tensor_index]
+    scale, zp = t["quantization"]
+    return {"keras_layer": layer, "kind": kind, "tflite_op": op_name,
+            "tensor_index": int(tensor_index), "tensor_name": t["name"],
+            "shape": "x".join(str(int(v)) for v in t["shape"]),
+            "dtype": np.dtype(t["dtype"]).name, "params": params,
+            "macs": macs, "scale": f"{scale:.9g}", "zero_point": int(zp),
+            "note": note}
+
+  out = [row("input_1", "input", "-", model.input["index"],
+             note="model input")]
+
+  def conv_rows(conv, relu_name):
+    op = take(_CONV_OPS[conv.kind], conv.name)
+    idx = int(op["outputs"][0])
+    c = costs[conv.name]
+    if tuple(tensors[idx]["shape"][1:]) != c.out_shape:
+      raise ValueError(f"{conv.name}: TFLite tensor shape "
+                       f"{tuple(tensors[idx]['shape'])} != {c.out_shape}")
+    if conv.pad_name:
+      out.append(row(conv.pad_name, "zero_padding", "-", idx,
+                     note=f"absorbed: {conv.name} uses SAME padding"))
+    out.append(row(conv.name, conv.kind, op["op_name"], idx, c.params,
+                   c.macs))
+    out.append(row(conv.bn_name, "batchnorm", op["op_name"], idx,
+                   costs[conv.bn_name].params, 0,
+                   note=f"folded into {conv.name}"))
+    if conv.relu6:
+      out.append(row(relu_name, "relu6", op["op_name"], idx,
+                     note=f"fused into {conv.name}"))
+
+  conv_rows(net.stem, "Conv1_relu")
+  for b in net.blocks:
+    for conv in b.convs:
+      conv_rows(conv, conv.name + "_relu")
+    if b.residual:
+      op = take("ADD", b.prefix + "add")
+      out.append(row(b.prefix + "add", "add", "ADD", int(op["outputs"][0]),
+                     note="residual"))
+  conv_rows(net.head, "out_relu")
+  op = take("MEAN", "global_average_pooling2d")
+  out.append(row("global_average_pooling2d", "pool", "MEAN",
+                 int(op["outputs"][0])))
+  op = take("FULLY_CONNECTED", "predictions")
+  d = costs["predictions"]
+  out.append(row("predictions", "dense", "FULLY_CONNECTED",
+                 int(op["outputs"][0]), d.params, d.macs))
+  if queues.get("SOFTMAX"):
+    op = take("SOFTMAX", "predictions")
+    out.append(row("predictions", "softmax", "SOFTMAX", int(op["outputs"][0]),
+                   note="classifier activation"))
+  return out
+
+
+def to_csv(rows):
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+  w.writeheader()
+  w.writerows(rows)
+  return buf.getvalue()
+
+
+def to_markdown(rows, meta, model_name):
+  total_p = sum(r["params"] for r in rows)
+  total_m = sum(r["macs"] for r in rows)
+  lines = [f"# Layer -> tensor table: {model_name}", "",
+           f"alpha={meta['alpha']}, input {meta['input_size'][0]}x"
+           f"{meta['input_size'][1]}x{meta['channels']}, {meta['classes']} "
+           f"classes, {meta['quantization']}; weights: "
+           f"{meta['weights']['description']}.  {total_p:,} parameters "
+           f"(Keras count, BN included), {total_m:,} MACs.", "",
+           "Generated by `tools/bazel run //tools:layer_table`; do not edit.",
+           "", "| " + " | ".join(FIELDS) + " |",
+           "|" + " --- |" * len(FIELDS)]
+  for r in rows:
+    lines.append("| " + " | ".join(
+        f"`{r[f]}`" if f == "tensor_name" else str(r[f]) for f in FIELDS)
+                 + " |")
+  return "\n".join(lines) + "\n"
+
+
+def generate(model_path):
+  """(csv text, markdown text) for the model at `model_path`."""
+  meta = runtime.read_sidecar(model_path)
+  if meta is None:
+    raise cli.UsageError(f"{model_path}: no converter sidecar (.json) beside "
+                         "it; convert with //mobilenet/tflite:convert")
+  model = runtime.Model(model_path, use_default_delegates=False)
+  rows = rows_for(model, meta)
+  name = os.path.splitext(os.path.basename(model_path))[0]
+  return to_csv(rows), to_markdown(rows, meta, name)
+
+
+def main(argv):
+  del argv
+  if not FLAGS.save_to:
+    raise cli.UsageError("--save_to is required")
+  model = cli.user_path(FLAGS.model) if FLAGS.model else default_model()
+  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to))
+  csv_text, md = generate(model)
+  for name, text in (("layer_table.csv", csv_text), ("layer_table.md", md)):
+    path = os.path.join(save_to, name)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      f.write(text)
+    os.replace(path + ".tmp", path)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,27 @@
+"""model_diagram draws one box per layer group and writes a real PNG."""
+
+import os
+
+from absl.testing import absltest
+from PIL import Image
+
+from mobilenet.core import arch
+from tools import model_diagram
+
+
+class ModelDiagramTest(absltest.TestCase):
+
+  def test_png(self):
+    net = arch.derive(0.35, 1, 10)
+    items = model_diagram.boxes(net, 32)
+    self.assertLen(items, 17 + 5)  # input, stem, 17 blocks, head, pool, fc
+    self.assertEqual(sum(r for _, _, r in items), 10)  # residual blocks
+    path = os.path.join(self.create_tempdir().full_path, "m.png")
+    model_diagram.draw(net, 32, path)
+    with Image.open(path) as im:
+      self.assertEqual(im.format, "PNG")
+      self.assertGreater(im.height, im.width)
+
+
+if __name__ == "__main__":
+  absltest.main()

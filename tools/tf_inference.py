@@ -1,0 +1,113 @@
+r"""Classify images with the TensorFlow raw-op MobileNetV2 graph.
+
+  bazel run //tools:tf_inference -- -i IMAGE [-i IMAGE ...] \
+      [--weights=auto|imagenet|bundled|random|PATH] [--top_k=5] \
+      [--input_mean=M] [--input_std=S]
+
+--weights=auto uses the ImageNet weights when they are in the Keras cache or
+can be downloaded, else the bundled MNIST model, and says which in one line.
+Pixels are scaled as the model was trained ([-1, 1] for every model here)
+unless --input_mean / --input_std are given: then the input is
+(pixel - mean) / std on 0..255 pixels (a missing one defaults to mean 0 or
+std 1), as in TensorFlow's label_image example.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from mobilenet.core import labels as labels_lib
+from mobilenet.core import model_source
+from mobilenet.core import preprocess
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("image", None, "Image file (repeatable).",
+                          short_name="i")
+flags.DEFINE_string("weights", "auto", "auto, imagenet, bundled, random or "
+                    "the path of a .h5 / .json checkpoint.")
+flags.DEFINE_integer("top_k", 5, "Labels printed per image.")
+flags.DEFINE_float("input_mean", None, "Subtract from 0..255 pixels.")
+flags.DEFINE_float("input_std", None, "Divide 0..255 pixels (after the "
+                   "mean) by this.")
+flags.DEFINE_float("alpha", None, "Width multiplier (default: the weights').")
+flags.DEFINE_integer("input_size", None, "Input size (default: the "
+                     "weights').")
+
+
+class CliError(Exception):
+  pass
+
+
+def user_path(path):
+  """Relative paths are relative to where `bazel run` was started."""
+  base = os.environ.get("BUILD_WORKING_DIRECTORY")
+  if base and not os.path.isabs(path):
+    return os.path.join(base, path)
+  return path
+
+
+def normalization_args(source):
+  if FLAGS.input_mean is None and FLAGS.input_std is None:
+    return {"mode": source.normalization}
+  std = 1.0 if FLAGS.input_std is None else FLAGS.input_std
+  if std == 0:
+    raise CliError("--input_std must be non-zero.")
+  mean = 0.0 if FLAGS.input_mean is None else FLAGS.input_mean
+  return {"mode": "mean_std", "mean": mean, "std": std}
+
+
+def classify(paths, source, top_k):
+  """[(path, [(index, label, score), ...])] for every image."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from mobilenet.core import forward  # pylint: disable=g-import-not-at-top
+  images = np.stack([preprocess.load_image(p, size=source.input_size,
+                                           channels=source.channels)
+                     for p in paths])
+  batch = preprocess.normalize(images, **normalization_args(source))
+  model = forward.build(source.params, alpha=source.alpha,
+                        input_shape=source.input_shape, batch_size=None,
+                        classes=source.classes)
+  probs = model(batch).numpy()
+  return list(zip(paths, labels_lib.decode_predictions(probs, source.labels,
+                                                       top_k)))
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {argv[1:]}; pass images with -i.",
+          file=sys.stderr)
+    return 2
+  try:
+    if not FLAGS.image:
+      raise CliError("no image given; pass one or more with -i IMAGE.")
+    if FLAGS.top_k < 1:
+      raise CliError(f"--top_k must be at least 1, got {FLAGS.top_k}.")
+    paths = [user_path(p) for p in FLAGS.image]
+    for p in paths:  # fail on a bad file before any model work
+      preprocess.load_image(p)
+    spec = FLAGS.weights
+    if spec not in model_source.SPECS:
+      spec = user_path(spec)
+    source = model_source.resolve(spec, alpha=FLAGS.alpha,
+                                  input_size=FLAGS.input_size)
+    normalization_args(source)
+    results = classify(paths, source, FLAGS.top_k)
+  except (CliError, model_source.ModelSourceError, preprocess.ImageError,
+          labels_lib.LabelError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  for path, top in results:
+    print(path)
+    for _, name, score in top:
+      print(f"  {name}  {score:.5f}")
+  return 0
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,100 @@
+"""tools/tf_inference.py run as a subprocess on the bundled digit samples."""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl.testing import absltest
+
+from mobilenet.core import labels as labels_lib
+from mobilenet.core import model_source
+
+TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                    "tf_inference.py")
+DATA = labels_lib.data_path("")
+DIGITS = (0, 2, 3, 7, 9)
+
+
+def _run(args, env=None):
+  full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+                  TF_CPP_MIN_LOG_LEVEL="2")
+  full_env.update(env or {})
+  return subprocess.run([sys.executable, TOOL] + args, capture_output=True,
+                        text=True, env=full_env, cwd="/", timeout=300,
+                        check=False)
+
+
+def _parse(stdout):
+  """{path: [(label, score), ...]} from the tool's output."""
+  out, current = {}, None
+  for line in stdout.splitlines():
+    if line.startswith("  "):
+      name, score = line.split()
+      out[current].append((name, float(score)))
+    elif line.strip():
+      current = line
+      out[current] = []
+  return out
+
+
+class TfInferenceTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    if not os.path.exists(model_source.bundled_sidecar_path()):
+      self.skipTest("bundled model not built yet")
+
+  def test_auto_offline_falls_back_to_bundled_and_reads_digits(self):
+    # Relative paths resolve against BUILD_WORKING_DIRECTORY (bazel run);
+    # an unreachable proxy makes the ImageNet download fail fast.
+    args = []
+    for d in DIGITS:
+      args += ["-i", f"samples/digit_{d}.png"]
+    env = {"BUILD_WORKING_DIRECTORY": DATA,
+           "KERAS_HOME": self.create_tempdir().full_path,
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY":
+           "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    proc = _run(args + ["--top_k=3"], env)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    said = [l for l in proc.stderr.splitlines() if "weights=auto" in l]
+    self.assertLen(said, 1, proc.stderr)
+    self.assertIn("bundled MNIST model", said[0])
+    results = _parse(proc.stdout)
+    self.assertLen(results, len(DIGITS))
+    for d, (path, top) in zip(DIGITS, results.items()):
+      self.assertEqual(path, os.path.join(DATA, f"samples/digit_{d}.png"))
+      self.assertLen(top, 3)
+      self.assertEqual(top[0][0], str(d), proc.stdout)
+    self.assertNotIn("Downloading", proc.stdout)
+
+  def test_mean_std_flags(self):
+    path = os.path.join(DATA, "samples", "digit_7.png")
+    default = _parse(_run(["-i", path, "--weights=bundled"]).stdout)[path]
+    # (x - 127.5) / 127.5 is the model's own [-1, 1] scaling ...
+    same = _parse(_run(["-i", path, "--weights=bundled", "--input_mean=127.5",
+                        "--input_std=127.5"]).stdout)[path]
+    self.assertEqual([n for n, _ in same], [n for n, _ in default])
+    for (_, a), (_, b) in zip(same, default):
+      self.assertAlmostEqual(a, b, places=4)
+    # ... while 0..1 inputs are a different input and change the scores.
+    other = _parse(_run(["-i", path, "--weights=bundled",
+                         "--input_std=255"]).stdout)[path]
+    self.assertNotAlmostEqual(other[0][1], default[0][1], places=3)
+
+  def test_bad_image_is_one_line(self):
+    bad = self.create_tempdir().create_file("x.jpg", content="nope")
+    proc = _run(["-i", bad.full_path, "--weights=bundled"])
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertNotIn("Traceback", proc.stderr)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    self.assertLen(lines, 1, proc.stderr)
+    self.assertIn("x.jpg", lines[0])
+    proc = _run(["-i", "/nonexistent.png"])
+    self.assertLen([l for l in proc.stderr.splitlines() if l.strip()], 1)
+    self.assertIn("no such file", proc.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
