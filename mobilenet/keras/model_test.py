@@ -143,6 +143,9 @@ class WeightsArgTest(absltest.TestCase):
 class FitTest(absltest.TestCase):
 
   def test_fit_learns_a_separable_problem(self):
+    # Seeded: Keras' init and fit()'s shuffling are random otherwise, and an
+    # unlucky draw left 8 epochs at 61 %.
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 64)
     x = rng.normal(0, 0.3, (64, 32, 32, 1)).astype(np.float32)
@@ -153,7 +156,7 @@ class FitTest(absltest.TestCase):
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
     before = model.get_layer("bn_Conv1").moving_mean.numpy().copy()
-    hist = model.fit(x, y, batch_size=16, epochs=8, verbose=0)
+    hist = model.fit(x, y, batch_size=16, epochs=15, verbose=0)
     self.assertLess(hist.history["loss"][-1], hist.history["loss"][0])
     self.assertGreater(hist.history["accuracy"][-1], 0.8)
     self.assertFalse(np.allclose(
