@@ -12,7 +12,6 @@ unless --input_mean / --input_std are given: then the input is
 std 1), as in TensorFlow's label_image example.
 """
 
-import os
 import sys
 
 from absl import app
@@ -21,6 +20,7 @@ from absl import flags
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
 from mobilenet.core import preprocess
+from mobilenet.core.files import user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("image", None, "Image file (repeatable).",
@@ -38,14 +38,6 @@ flags.DEFINE_integer("input_size", None, "Input size (default: the "
 
 class CliError(Exception):
   pass
-
-
-def user_path(path):
-  """Relative paths are relative to where `bazel run` was started."""
-  base = os.environ.get("BUILD_WORKING_DIRECTORY")
-  if base and not os.path.isabs(path):
-    return os.path.join(base, path)
-  return path
 
 
 def normalization_args(source):

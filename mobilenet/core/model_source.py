@@ -23,7 +23,6 @@ Checkpoint sidecar (JSON), written next to the .h5 by the trainer:
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from absl import logging
 import h5py
 
 from mobilenet.core import arch
+from mobilenet.core.files import sha256_file
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import params as params_lib
 
@@ -73,14 +73,6 @@ class ModelSource:
 
 def bundled_sidecar_path():
   return labels_lib.data_path(os.path.join(BUNDLED_DIR, BUNDLED_NAME + ".json"))
-
-
-def sha256_file(path):
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
 
 
 def _display_path(path):

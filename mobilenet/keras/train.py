@@ -25,6 +25,7 @@ from absl import flags
 
 from mobilenet.core import model_source
 from mobilenet.core import preprocess
+from mobilenet.core.files import user_path
 from mobilenet.keras import folders
 from mobilenet.keras import train_config
 
@@ -80,15 +81,6 @@ _ARGV = list(sys.argv)
 
 class CliError(Exception):
   pass
-
-
-def user_path(path):
-  """Relative paths are relative to where `bazel run` was started."""
-  if path and not os.path.isabs(path):
-    base = os.environ.get("BUILD_WORKING_DIRECTORY")
-    if base:
-      return os.path.join(base, path)
-  return path
 
 
 def _weights_spec(spec):

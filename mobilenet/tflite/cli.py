@@ -10,20 +10,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from mobilenet.core import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 class UsageError(ValueError):
   """Bad flags or input; the message says what to change."""
 
 
-def user_path(path):
-  """`path` as the user meant it: relative to their shell, not runfiles."""
-  if path is None:
-    return None
-  path = os.path.expanduser(path)
-  base = os.environ.get("BUILD_WORKING_DIRECTORY")
-  if base and not os.path.isabs(path):
-    return os.path.join(base, path)
-  return path
+user_path = files.user_path
 
 
 def writable_dir(path, flag="--save_to"):

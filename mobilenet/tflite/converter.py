@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from mobilenet.core import labels as labels_lib
+from mobilenet.core.files import sha256_file
 from mobilenet.core import preprocess
 from mobilenet.tflite import runtime
 
@@ -47,14 +48,6 @@ def _portable_path(path):
   path = os.path.abspath(path)
   rel = os.path.relpath(path, repo_root())
   return path if rel.startswith("..") else rel
-
-
-def sha256_file(path):
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
 
 
 normalization_spec = runtime.normalization_spec
