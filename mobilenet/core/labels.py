@@ -23,13 +23,17 @@ class LabelError(ValueError):
 
 
 def data_path(name):
-  """Path of a file in the repository's data/ directory.
+  """Path of a file in the project's data directory.
 
-  data/ sits at the same place relative to this file in the source tree and
-  in Bazel runfiles (also when this repository is an external dependency).
+  In an installed wheel that is the package data mobilenet/data/; in the
+  source tree and in Bazel runfiles (also when this repository is an external
+  dependency) the repository's data/, at the same place relative to this file.
   """
   here = os.path.dirname(os.path.abspath(__file__))
-  return os.path.normpath(os.path.join(here, "..", "..", "data", name))
+  root = os.path.join(here, "..", "data")  # installed wheel
+  if not os.path.isdir(root):
+    root = os.path.join(here, "..", "..", "data")  # repository / runfiles
+  return os.path.normpath(os.path.join(root, name))
 
 
 def load_labels(path):

@@ -1,4 +1,9 @@
-"""Writes a pure-Python wheel (PEP 427) from a list of source files."""
+"""Writes a pure-Python wheel (PEP 427) from a list of files.
+
+`--file` names each file inside the wheel and the matching `--path` where it
+is now; `.py` files make their directories packages, other files are package
+data.  `--console_script NAME=module:function` becomes entry_points.txt.
+"""
 
 import argparse
 import base64
@@ -24,14 +29,18 @@ def main():
   p.add_argument("--requires", action="append", default=[])
   p.add_argument("--file", action="append", default=[])
   p.add_argument("--path", action="append", default=[])
+  p.add_argument("--console_script", action="append", default=[])
   a = p.parse_args()
+  if len(a.file) != len(a.path):
+    p.error("--file and --path must pair up")
   dist_info = "%s-%s.dist-info" % (a.distribution, a.version)
   entries = {}
   for arcname, path in sorted(zip(a.file, a.path)):
     with open(path, "rb") as f:
       entries[arcname] = f.read()
   # Namespace packages need no __init__.py, but plain imports of older tools do.
-  for arcname in list(entries):
+  # Data-only directories stay plain directories.
+  for arcname in [n for n in entries if n.endswith(".py")]:
     parts = arcname.split("/")[:-1]
     for i in range(1, len(parts) + 1):
       entries.setdefault("/".join(parts[:i]) + "/__init__.py", b"")
@@ -45,6 +54,10 @@ def main():
   entries[dist_info + "/WHEEL"] = (
       "Wheel-Version: 1.0\nGenerator: mobilenet_v2 wheelmaker\nRoot-Is-Purelib: true\n"
       "Tag: py3-none-any\n").encode()
+  if a.console_script:
+    scripts = sorted(s.split("=", 1) for s in a.console_script)
+    entries[dist_info + "/entry_points.txt"] = (
+        "[console_scripts]\n" + "".join("%s = %s\n" % (n, t) for n, t in scripts)).encode()
   record = ["%s,%s,%d" % (n, _record_hash(d), len(d)) for n, d in sorted(entries.items())]
   entries[dist_info + "/RECORD"] = ("\n".join(record + [dist_info + "/RECORD,,"]) + "\n").encode()
   with zipfile.ZipFile(a.out, "w", zipfile.ZIP_DEFLATED) as z:
