@@ -686,7 +686,7 @@ def check_flags():
   if unknown:
     raise cli.UsageError(f"--only: unknown metric(s) {', '.join(unknown)}; "
                          f"choose from {','.join(METRICS)}")
-  out_dir = cli.writable_dir(cli.user_path(FLAGS.out_dir), "--out_dir")
+  out_dir = cli.output_dir(cli.user_path(FLAGS.out_dir), "--out_dir")
   only = tuple(m.upper() for m in FLAGS.only) or METRICS
   return out_dir, only
 

@@ -12,7 +12,6 @@ and fidelity.md (accuracies, top-1 agreement, logit errors, worst layers).
 import csv
 import io
 import os
-import tempfile
 
 from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
 
@@ -20,7 +19,9 @@ from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 import numpy as np
 
-from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
+from mobilenet.core import files  # pylint: disable=g-bad-import-order
+from mobilenet.core import labels as labels_lib
+from mobilenet.core import model_source
 from mobilenet.core import preprocess
 from mobilenet.tflite import converter
 from mobilenet.tflite import runtime
@@ -112,23 +113,10 @@ def markdown(summary, rows, meta, worst):
   return "\n".join(lines) + "\n"
 
 
-def _write(path, text):
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to))
+  save_to = cli.output_dir(cli.user_path(FLAGS.save_to))
   images_dir = cli.user_path(FLAGS.images_dir) or labels_lib.data_path(
       "mnist_heldout")
   paths = preprocess.find_images(images_dir)
@@ -136,10 +124,7 @@ def main(argv):
     raise cli.UsageError(f"--images_dir={images_dir}: no images found")
   calibration = converter.calibration_set(cli.user_path(FLAGS.calibration_dir),
                                           FLAGS.num_calibration)
-  spec = FLAGS.weights
-  if spec not in ("auto", "imagenet", "bundled", "random"):
-    spec = cli.user_path(spec)
-  source = converter.resolve_source(spec)
+  source = converter.resolve_source(model_source.user_spec(FLAGS.weights))
   size, ch = source.input_size, source.channels
   norm = source.normalization
   rep = converter.representative_batch(calibration, size, ch, norm)
@@ -166,9 +151,9 @@ def main(argv):
           "calibration": f"{len(calibration.paths)} images from "
                          f"{calibration.describe()['dir']}",
           "debug_images": len(debug_x)}
-  _write(os.path.join(save_to, "fidelity.csv"), buf.getvalue())
+  files.atomic_write(os.path.join(save_to, "fidelity.csv"), buf.getvalue())
   md = markdown(summary, rows, meta, FLAGS.worst)
-  _write(os.path.join(save_to, "fidelity.md"), md)
+  files.atomic_write(os.path.join(save_to, "fidelity.md"), md)
   print(md)
 
 

@@ -1,8 +1,8 @@
 r"""Classify images with the TensorFlow raw-op MobileNetV2 graph.
 
   bazel run //tools:tf_inference -- -i IMAGE [-i IMAGE ...] \
-      [--weights=auto|imagenet|bundled|random|PATH] [--top_k=5] \
-      [--input_mean=M] [--input_std=S]
+      [--weights=auto|imagenet|bundled|random|PATH] [--labels=FILE] \
+      [--top_k=5] [--input_mean=M] [--input_std=S] [--input_size=N]
 
 --weights=auto uses the ImageNet weights when they are in the Keras cache or
 can be downloaded, else the bundled MNIST model, and says which in one line.
@@ -10,6 +10,12 @@ Pixels are scaled as the model was trained ([-1, 1] for every model here)
 unless --input_mean / --input_std are given: then the input is
 (pixel - mean) / std on 0..255 pixels (a missing one defaults to mean 0 or
 std 1), as in TensorFlow's label_image example.
+
+Class names come from --labels, else from the weights (our checkpoints carry
+them); a Keras .h5 with 1000 or 1001 outputs is read with the ImageNet names
+(1001: a leading background class), any other count prints indices. The
+input size of a Keras .h5 is --input_size, else the official Keras file
+name's, else 224. Whatever was assumed is said in one `note:` line.
 """
 
 import sys
@@ -27,6 +33,9 @@ flags.DEFINE_multi_string("image", None, "Image file (repeatable).",
                           short_name="i")
 flags.DEFINE_string("weights", "auto", "auto, imagenet, bundled, random or "
                     "the path of a .h5 / .json checkpoint.")
+flags.DEFINE_string("labels", None, "Class-names file, one per line (a "
+                    "leading 'background' line fits 1001 outputs); default: "
+                    "the weights' own names.")
 flags.DEFINE_integer("top_k", 5, "Labels printed per image.")
 flags.DEFINE_float("input_mean", None, "Subtract from 0..255 pixels.")
 flags.DEFINE_float("input_std", None, "Divide 0..255 pixels (after the "
@@ -79,11 +88,10 @@ def main(argv):
     paths = [user_path(p) for p in FLAGS.image]
     for p in paths:  # fail on a bad file before any model work
       preprocess.load_image(p)
-    spec = FLAGS.weights
-    if spec not in model_source.SPECS:
-      spec = user_path(spec)
-    source = model_source.resolve(spec, alpha=FLAGS.alpha,
-                                  input_size=FLAGS.input_size)
+    source = model_source.resolve(
+        model_source.user_spec(FLAGS.weights), alpha=FLAGS.alpha,
+        input_size=FLAGS.input_size, labels=user_path(FLAGS.labels))
+    model_source.announce(source)
     normalization_args(source)
     results = classify(paths, source, FLAGS.top_k)
   except (CliError, model_source.ModelSourceError, preprocess.ImageError,

@@ -10,6 +10,7 @@ from absl.testing import absltest
 
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
+from mobilenet.core import testfiles
 
 TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                     "tf_inference.py")
@@ -94,6 +95,76 @@ class TfInferenceTest(absltest.TestCase):
     proc = _run(["-i", "/nonexistent.png"])
     self.assertLen([l for l in proc.stderr.splitlines() if l.strip()], 1)
     self.assertIn("no such file", proc.stderr)
+
+
+class WeightsWithoutSidecarTest(absltest.TestCase):
+  """A 1001-output Keras .h5 named like `..._1001.h5`: nothing in its name is
+  read, the input size is 224 unless given (and said so), and --labels with a
+  leading background line names its outputs."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    if not os.path.exists(model_source.bundled_sidecar_path()):
+      raise absltest.SkipTest("bundled model not built yet")
+    d = absltest.get_default_test_tmpdir()
+    cls.h5, cls.labels = testfiles.digit_model_1001(d)
+    cls.epoch_h5 = os.path.join(d, "epoch_50.h5")
+    with open(cls.h5, "rb") as src, open(cls.epoch_h5, "wb") as dst:
+      dst.write(src.read())
+    cls.images = [os.path.join(DATA, "samples", f"digit_{d}.png")
+                  for d in DIGITS]
+
+  def _notes(self, proc):
+    return [l for l in proc.stderr.splitlines() if l.startswith("note:")]
+
+  def test_size_is_assumed_and_said_never_read_from_the_name(self):
+    args = sum((["-i", p] for p in self.images), []) + [
+        "--labels", self.labels, "--top_k", "1"]
+    runs = [_run(args + ["--weights", w]) for w in (self.h5, self.epoch_h5)]
+    for proc in runs:
+      self.assertEqual(proc.returncode, 0, proc.stderr)
+      self.assertEqual(self._notes(proc),
+                       ["note: input size 224 (assumed; pass --input_size)"])
+    # The file's name changes nothing: same input size, same scores.
+    self.assertEqual(runs[0].stdout, runs[1].stdout)
+    given = _run(args + ["--weights", self.h5, "--input_size", "224"])
+    self.assertEqual(self._notes(given), [])
+    self.assertEqual(given.stdout, runs[0].stdout)
+
+  def test_labels_with_background_name_the_outputs(self):
+    args = sum((["-i", p] for p in self.images), []) + [
+        "--weights", self.h5, "--labels", self.labels, "--input_size", "48",
+        "--top_k", "2"]
+    proc = _run(args)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertEqual(self._notes(proc), [])
+    results = _parse(proc.stdout)
+    for d, path in zip(DIGITS, self.images):
+      self.assertEqual(results[path][0][0], testfiles.DIGIT_NAMES[d])
+
+  def test_without_labels_1001_outputs_use_imagenet_names_and_say_so(self):
+    path = self.images[DIGITS.index(7)]
+    proc = _run(["-i", path, "--weights", self.h5, "--input_size", "48",
+                 "--top_k", "1"])
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertEqual(self._notes(proc), [
+        "note: labels: background + the ImageNet names (assumed for 1001 "
+        "outputs; pass --labels FILE)"])
+    # Output 8 (digit 7) is ImageNet class 7 once output 0 is background.
+    self.assertEqual(_parse(proc.stdout)[path][0][0],
+                     labels_lib.imagenet_labels()[7])
+
+  def test_wrong_labels_file_is_one_line(self):
+    bad = self.create_tempdir().create_file("ten.txt",
+                                            content="\n".join("abcdefghij"))
+    proc = _run(["-i", self.images[0], "--weights", self.h5, "--labels",
+                 bad.full_path])
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertNotIn("Traceback", proc.stderr)
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(errors, 1, proc.stderr)
+    self.assertIn("10 labels for 1001 model outputs", errors[0])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import tempfile
 
 
 def user_path(path):
@@ -25,3 +26,24 @@ def sha256_file(path):
     for chunk in iter(lambda: f.read(1 << 20), b""):
       h.update(chunk)
   return h.hexdigest()
+
+
+def atomic_write(path, data, mode=0o644):
+  """Writes bytes or str to `path` whole or not at all (temp file + rename).
+
+  The parent directory is created here, at the moment there is something to
+  put in it, so a tool that fails earlier leaves no empty directory behind.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path),
+                             suffix=".tmp", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data.encode("utf8") if isinstance(data, str) else data)
+    os.chmod(tmp, mode)  # mkstemp's 0600 would hide the file from others
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise

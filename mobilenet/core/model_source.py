@@ -6,45 +6,46 @@
     resolve("bundled")   data/bundled/mnist_mobilenet_v2.h5, the digit model
                          this project trains itself (works offline).
     resolve("random")    Keras-style seeded random init.
-    resolve(PATH)        an official Keras .h5 (alpha/channels/classes read
-                         from its shapes), or one of our checkpoints: a .json
-                         sidecar or an .h5 with a .json of the same stem.
+    resolve(PATH)        a Keras-layout .h5, or one of our checkpoints (see
+                         checkpoint.py): a .json sidecar, an .h5 with a .json
+                         of the same stem, or a directory with model.json.
 
-Checkpoint sidecar (JSON), written next to the .h5 by the trainer:
-
-    {"format": "mobilenet_v2_checkpoint", "version": 1,
-     "weights_file": "mnist_mobilenet_v2.h5",    # relative to the sidecar
-     "weights_sha256": "...",
-     "alpha": 0.35, "input_size": 32, "channels": 1, "classes": 10,
-     "labels": ["0", ...]  or  "labels_file": "../mnist_labels.txt",
-     "normalization": "tf",
-     ... free-form provenance: "train_command", "heldout_accuracy", ...}
+Alpha, channels and classes of a Keras .h5 come from its weight shapes. Its
+input size comes from --input_size, else from the exact official Keras file
+name pattern, else 224 — and that last one is said (ModelSource.notes), as is
+every other value taken on assumption (e.g. ImageNet names for 1000 outputs).
+No file name is read for anything else, and the weights' kind is recorded in
+ModelSource.kind, not recovered from a description.
 """
 
 import contextlib
 import dataclasses
 import io
-import json
 import os
+import re
+import sys
 from typing import List, Optional
 
 from absl import logging
-import h5py
 
 from mobilenet.core import arch
+from mobilenet.core import checkpoint
 from mobilenet.core.files import sha256_file
+from mobilenet.core.files import user_path
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import params as params_lib
 
 SPECS = ("auto", "imagenet", "bundled", "random")
-SIDECAR_FORMAT = "mobilenet_v2_checkpoint"
-SIDECAR_VERSION = 1
+# What ModelSource.kind can be: the built-in specs, one of our checkpoints,
+# or any other Keras-layout weight file.
+KINDS = ("imagenet", "bundled", "random", "checkpoint", "keras_file")
 BUNDLED_DIR = "bundled"
 BUNDLED_NAME = "mnist_mobilenet_v2"
-NORMALIZATIONS = ("tf",)  # [-1, 1] as keras.applications.mobilenet_v2
-# Alphas tried when an .h5 carries no sidecar: every Keras width, then a grid.
-_CANDIDATE_ALPHAS = tuple(arch.KERAS_ALPHAS) + tuple(
-    round(0.05 * i, 2) for i in range(1, 61))
+DEFAULT_INPUT_SIZE = 224
+# keras.applications' own file names: the only names we read anything from.
+_OFFICIAL_NAME = re.compile(
+    r"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_"
+    r"(?P<alpha>\d+(?:\.\d+)?)_(?P<rows>\d+)(?:_no_top)?\.h5")
 
 
 class ModelSourceError(ValueError):
@@ -61,14 +62,24 @@ class ModelSource:
   labels: List[str]       # aligned to the outputs ([] without a top)
   normalization: str
   description: str
+  kind: str               # one of KINDS
   weights_path: Optional[str] = None
   weights_sha256: Optional[str] = None
   include_top: bool = True
   metadata: dict = dataclasses.field(default_factory=dict)  # sidecar extras
+  # One line per value that was assumed rather than read from the weights.
+  notes: List[str] = dataclasses.field(default_factory=list)
 
   @property
   def input_shape(self):
     return (self.input_size, self.input_size, self.channels)
+
+
+def announce(source, stream=None):
+  """Prints the source's assumptions, one `note:` line each, on stderr."""
+  stream = stream or sys.stderr
+  for note in source.notes:
+    print(f"note: {note}", file=stream)
 
 
 def bundled_sidecar_path():
@@ -84,30 +95,28 @@ def _display_path(path):
   return path
 
 
-def _check_alpha(alpha):
-  if alpha is None:
-    return None
+def _checked(fn, *args):
   try:
-    return arch.validate_alpha(alpha)
+    return fn(*args)
   except ValueError as e:
     raise ModelSourceError(str(e)) from None
 
 
-def _check_size(input_size):
-  if input_size is None:
-    return None
-  try:
-    arch.validate_input_size(input_size, input_size)
-  except ValueError as e:
-    raise ModelSourceError(str(e)) from None
-  return input_size
-
-
-def _default_labels(classes):
+def _default_labels(classes, notes, read_names=False):
+  """ImageNet names for 1000 (1001 with background) outputs, else indices;
+  a note says so unless the names were read (`read_names`)."""
   if classes is None:
     return []
-  if classes == 1000:
-    return labels_lib.imagenet_labels()
+  if classes in (1000, 1001):
+    names = labels_lib.align(labels_lib.imagenet_labels(), classes)
+    if not read_names:
+      which = "background + the ImageNet names" if classes == 1001 else (
+          "the ImageNet names")
+      notes.append(f"labels: {which} (assumed for {classes} outputs; pass "
+                   "--labels FILE)")
+    return names
+  notes.append(f"labels: class indices 0..{classes - 1} (the weights carry "
+               "no names; pass --labels FILE)")
   return [str(i) for i in range(classes)]
 
 
@@ -117,30 +126,28 @@ def _default_labels(classes):
 def _imagenet(alpha, input_size, include_top, cache_dir=None, quiet=False):
   from mobilenet.core import weights as weights_lib  # pylint: disable=g-import-not-at-top
   alpha = 1.0 if alpha is None else alpha
-  input_size = 224 if input_size is None else input_size
+  input_size = DEFAULT_INPUT_SIZE if input_size is None else input_size
   if not any(abs(alpha - a) < 1e-9 for a in arch.KERAS_ALPHAS):
     raise ModelSourceError(
         f"ImageNet weights exist only for alpha in {arch.KERAS_ALPHAS}, got "
         f"{alpha}; pass one of those or --weights=random/PATH.")
   # Keras loads the 224 file for sizes it has no file for; so do we.
-  rows = input_size if input_size in arch.KERAS_ROWS else 224
+  rows = input_size if input_size in arch.KERAS_ROWS else DEFAULT_INPUT_SIZE
   try:
-    if quiet:  # keras.utils.get_file prints "Downloading data from ..."
-      with contextlib.redirect_stdout(io.StringIO()):
-        path = weights_lib.fetch(alpha, rows, include_top, cache_dir)
-    else:
+    with (contextlib.redirect_stdout(io.StringIO()) if quiet  # get_file
+          else contextlib.nullcontext()):                     # prints
       path = weights_lib.fetch(alpha, rows, include_top, cache_dir)
   except weights_lib.WeightsUnavailableError as e:
-    raise ModelSourceError(str(e)) from None
+    error = ModelSourceError(str(e))
+    error.reason = e.reason
+    raise error from None
   net = arch.derive(alpha, 3, 1000, include_top)
-  try:
-    params = params_lib.load_h5(path, net)
-  except ValueError as e:
-    raise ModelSourceError(str(e)) from None
   classes = 1000 if include_top else None
   return ModelSource(
-      params=params, alpha=alpha, input_size=input_size, channels=3,
-      classes=classes, labels=_default_labels(classes), normalization="tf",
+      params=_checked(params_lib.load_h5, path, net), alpha=alpha,
+      input_size=input_size, channels=3, classes=classes,
+      labels=_default_labels(classes, [], read_names=True),
+      normalization="tf", kind="imagenet",
       description=(f"ImageNet MobileNetV2 alpha={alpha} "
                    f"({os.path.basename(path)})"),
       weights_path=path, weights_sha256=sha256_file(path),
@@ -148,18 +155,17 @@ def _imagenet(alpha, input_size, include_top, cache_dir=None, quiet=False):
 
 
 def _random(alpha, input_size, include_top, channels, classes, seed):
+  # Untrained weights have nothing to read; their defaults are no guess.
   alpha = 1.0 if alpha is None else alpha
-  input_size = 224 if input_size is None else input_size
+  input_size = DEFAULT_INPUT_SIZE if input_size is None else input_size
   channels = 3 if channels is None else channels
   classes = (1000 if classes is None else classes) if include_top else None
-  try:
-    net = arch.derive(alpha, channels, classes or 1, include_top)
-  except ValueError as e:
-    raise ModelSourceError(str(e)) from None
+  net = _checked(arch.derive, alpha, channels, classes or 1, include_top)
   return ModelSource(
       params=params_lib.init(net, seed), alpha=alpha, input_size=input_size,
-      channels=channels, classes=classes, labels=_default_labels(classes),
-      normalization="tf",
+      channels=channels, classes=classes,
+      labels=_default_labels(classes, [], read_names=True),
+      normalization="tf", kind="random",
       description=f"random MobileNetV2 alpha={alpha} (seed {seed}, untrained)",
       include_top=include_top)
 
@@ -167,154 +173,47 @@ def _random(alpha, input_size, include_top, channels, classes, seed):
 # ---- files ------------------------------------------------------------------
 
 
-def _h5_shapes(path):
-  """{layer: {weight: shape}} of a Keras weight file, no net needed."""
-  try:
-    f = h5py.File(path, "r")
-  except OSError as e:
-    raise ModelSourceError(
-        f"{path}: not a readable HDF5 weight file ({e}).") from None
-  shapes = {}
-  with f:
-    root = f["model_weights"] if ("layer_names" not in f.attrs and
-                                  "model_weights" in f) else f
-
-    def visit(name, obj):
-      if isinstance(obj, h5py.Dataset):
-        layer = name.split("/")[0]
-        key = name.split("/")[-1].split(":")[0]
-        shapes.setdefault(layer, {})[key] = tuple(obj.shape)
-
-    root.visititems(visit)
-  return shapes
-
-
-def _file_shape(shapes, layer, key):
-  got = shapes.get(layer, {})
-  if key == "depthwise_kernel" and key not in got:
-    key = "kernel"  # Keras 3 saves depthwise kernels as "kernel"
-  return tuple(got.get(key, ()))
-
-
-def _infer_from_h5(path, alpha):
-  """(alpha, channels, classes-or-None) that fit the file's shapes."""
-  shapes = _h5_shapes(path)
-  conv1 = shapes.get("Conv1", {}).get("kernel")
-  if conv1 is None or len(conv1) != 4:
-    raise ModelSourceError(
-        f"{path}: no 'Conv1/kernel' weight; not a Keras MobileNetV2 weight "
-        "file.")
-  channels = conv1[2]
-  pred = shapes.get("predictions", {}).get("kernel")
-  classes = pred[-1] if pred is not None else None
-  candidates = (alpha,) if alpha is not None else _CANDIDATE_ALPHAS
-  for a in candidates:
-    try:
-      net = arch.derive(a, channels, classes or 1, classes is not None)
-    except ValueError as e:
-      raise ModelSourceError(f"{path}: {e}") from None
-    if all(_file_shape(shapes, layer, k) == tuple(s)
-           for layer, ws in net.weight_shapes().items()
-           for k, s in ws.items()):
-      return a, channels, classes
-  if alpha is not None:
-    raise ModelSourceError(
-        f"{path}: the weight shapes do not fit MobileNetV2 alpha={alpha}; "
-        "leave --alpha out to infer it from the file.")
-  raise ModelSourceError(
-      f"{path}: the weight shapes fit no MobileNetV2 width; not a Keras "
-      "MobileNetV2 weight file?")
-
-
 def _load(path, alpha, channels, classes, include_top):
   if include_top and classes is None:
     raise ModelSourceError(
         f"{path} has no classifier (a no-top file); use it with "
         "include_top=False.")
-  net = arch.derive(alpha, channels, classes or 1, include_top)
-  try:
-    return params_lib.load_h5(path, net)
-  except ValueError as e:
-    raise ModelSourceError(str(e)) from None
+  net = _checked(arch.derive, alpha, channels, classes or 1, include_top)
+  return _checked(params_lib.load_h5, path, net)
+
+
+def official_input_size(path, alpha):
+  """The rows of an official keras.applications file name whose alpha is the
+  one the weights have, else None."""
+  m = _OFFICIAL_NAME.fullmatch(os.path.basename(path))
+  if (m and abs(float(m["alpha"]) - alpha) < 1e-9 and
+      int(m["rows"]) in arch.KERAS_ROWS):
+    return int(m["rows"])
+  return None
 
 
 def _keras_h5(path, alpha, input_size, include_top):
-  alpha, channels, classes = _infer_from_h5(path, alpha)
+  alpha, channels, classes = _checked(params_lib.h5_layout, path, alpha)
+  notes = []
   if input_size is None:
-    # Official names end in _<alpha>_<rows>[_no_top].h5.
-    stem = os.path.basename(path)[:-3].replace("_no_top", "")
-    tail = stem.rsplit("_", 1)[-1]
-    input_size = int(tail) if tail.isdigit() and int(tail) >= 32 else 224
+    input_size = official_input_size(path, alpha)
+  if input_size is None:
+    input_size = DEFAULT_INPUT_SIZE
+    notes.append(f"input size {input_size} (assumed; pass --input_size)")
   params = _load(path, alpha, channels, classes, include_top)
   classes = classes if include_top else None
   return ModelSource(
       params=params, alpha=alpha, input_size=input_size, channels=channels,
-      classes=classes, labels=_default_labels(classes), normalization="tf",
+      classes=classes, labels=_default_labels(classes, notes),
+      normalization="tf", kind="keras_file",
       description=f"Keras weight file {path} (alpha={alpha})",
       weights_path=path, weights_sha256=sha256_file(path),
-      include_top=include_top)
+      include_top=include_top, notes=notes)
 
 
-def read_sidecar(json_path):
-  """The sidecar dict, checked; `weights_file` made absolute."""
-  try:
-    with open(json_path, encoding="utf8") as f:
-      meta = json.load(f)
-  except FileNotFoundError:
-    raise ModelSourceError(f"{json_path}: no such file.") from None
-  except (OSError, ValueError) as e:
-    raise ModelSourceError(
-        f"{json_path}: not a readable JSON sidecar ({e}).") from None
-  if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-    raise ModelSourceError(
-        f"{json_path}: not a MobileNetV2 checkpoint sidecar (needs "
-        f"\"format\": \"{SIDECAR_FORMAT}\").")
-  missing = [k for k in ("weights_file", "alpha", "input_size", "channels",
-                         "classes", "normalization") if k not in meta]
-  if missing:
-    raise ModelSourceError(f"{json_path}: sidecar lacks {missing}.")
-  if "labels" not in meta and "labels_file" not in meta:
-    raise ModelSourceError(f"{json_path}: sidecar needs labels or labels_file.")
-  if meta["normalization"] not in NORMALIZATIONS:
-    raise ModelSourceError(
-        f"{json_path}: unknown normalization {meta['normalization']!r} "
-        f"(known: {NORMALIZATIONS}).")
-  base = os.path.dirname(os.path.abspath(json_path))
-  meta = dict(meta)
-  meta["weights_file"] = os.path.join(base, meta["weights_file"])
-  if "labels" not in meta:
-    labels_path = os.path.join(base, meta["labels_file"])
-    try:
-      meta["labels"] = labels_lib.load_labels(labels_path)
-    except (OSError, ValueError) as e:
-      raise ModelSourceError(f"{json_path}: labels_file: {e}") from None
-  return meta
-
-
-def write_sidecar(json_path, weights_path, *, alpha, input_size, channels,
-                  labels, normalization="tf", **extra):
-  """Writes the sidecar for `weights_path` (temp file + rename)."""
-  meta = {
-      "format": SIDECAR_FORMAT, "version": SIDECAR_VERSION,
-      "weights_file": os.path.relpath(os.path.abspath(weights_path),
-                                      os.path.dirname(os.path.abspath(
-                                          json_path))),
-      "weights_sha256": sha256_file(weights_path),
-      "alpha": float(alpha), "input_size": int(input_size),
-      "channels": int(channels), "classes": len(labels),
-      "labels": list(labels), "normalization": normalization,
-  }
-  meta.update(extra)
-  tmp = json_path + ".tmp"
-  with open(tmp, "w", encoding="utf8") as f:
-    json.dump(meta, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, json_path)
-  return meta
-
-
-def _checkpoint(json_path, alpha, input_size, include_top, what=None):
-  meta = read_sidecar(json_path)
+def _checkpoint(json_path, alpha, input_size, include_top, kind="checkpoint",
+                what=None):
+  meta = _checked(checkpoint.read_sidecar, json_path)
   path = meta["weights_file"]
   if not os.path.isfile(path):
     raise ModelSourceError(f"{json_path}: weights file {path} is missing.")
@@ -329,10 +228,9 @@ def _checkpoint(json_path, alpha, input_size, include_top, what=None):
     raise ModelSourceError(
         f"{json_path} is an alpha={file_alpha} model, but alpha={alpha} was "
         "requested; drop --alpha or pick other weights.")
-  labels = list(meta["labels"])
   classes = int(meta["classes"])
   try:
-    labels = labels_lib.align(labels, classes)
+    labels = labels_lib.align(list(meta["labels"]), classes)
   except ValueError as e:
     raise ModelSourceError(f"{json_path}: {e}") from None
   params = _load(path, file_alpha, int(meta["channels"]), classes,
@@ -345,7 +243,7 @@ def _checkpoint(json_path, alpha, input_size, include_top, what=None):
       channels=int(meta["channels"]),
       classes=classes if include_top else None,
       labels=labels if include_top else [],
-      normalization=meta["normalization"],
+      normalization=meta["normalization"], kind=kind,
       description=f"{what} (alpha={file_alpha}, {meta['input_size']} px)",
       weights_path=path, weights_sha256=digest, include_top=include_top,
       metadata={k: v for k, v in meta.items() if k != "labels"})
@@ -360,7 +258,7 @@ def _bundled(alpha, input_size, include_top):
   h5 = _display_path(os.path.join(os.path.dirname(json_path),
                                   BUNDLED_NAME + ".h5"))
   return _checkpoint(json_path, alpha, input_size, include_top,
-                     what=f"bundled MNIST model ({h5})")
+                     kind="bundled", what=f"bundled MNIST model ({h5})")
 
 
 def _path(spec, alpha, input_size, include_top):
@@ -376,43 +274,70 @@ def _path(spec, alpha, input_size, include_top):
         "or the path of a .h5 / .json checkpoint.")
   if spec.endswith(".json"):
     return _checkpoint(spec, alpha, input_size, include_top)
-  sidecar = os.path.splitext(spec)[0] + ".json"
+  sidecar = checkpoint.sidecar_path(spec)
   if os.path.isfile(sidecar):
     return _checkpoint(sidecar, alpha, input_size, include_top)
   return _keras_h5(spec, alpha, input_size, include_top)
 
 
+def _auto(alpha, input_size, include_top, cache_dir):
+  try:
+    source = _imagenet(alpha, input_size, include_top, cache_dir, quiet=True)
+  except ModelSourceError as e:
+    source = _bundled(alpha, input_size, include_top)
+    logging.info("weights=auto: using the %s because ImageNet weights are "
+                 "unavailable: %s", source.description,
+                 getattr(e, "reason", str(e)))
+  else:
+    logging.info("weights=auto: using %s (found in the Keras cache or "
+                 "downloaded).", source.description)
+  return source
+
+
+def with_labels(source, labels_path):
+  """`source` with the names in `labels_path`, aligned to its outputs (a
+  leading background line for 1001 outputs is handled as `infer` does)."""
+  if not source.include_top:
+    raise ModelSourceError("--labels needs a model with a classifier.")
+  try:
+    names = labels_lib.align(labels_lib.load_labels(labels_path),
+                             source.classes)
+  except labels_lib.LabelError as e:
+    raise ModelSourceError(f"--labels: {e}") from None
+  notes = [n for n in source.notes if not n.startswith("labels:")]
+  return dataclasses.replace(source, labels=names, notes=notes)
+
+
+def user_spec(spec):
+  """A --weights value as the user meant it: a built-in spec unchanged, a
+  path relative to their shell (see files.user_path)."""
+  return spec if spec in SPECS else user_path(spec)
+
+
 def resolve(spec, *, alpha=None, input_size=None, include_top=True,
-            channels=None, classes=None, seed=0, cache_dir=None):
+            channels=None, classes=None, seed=0, cache_dir=None, labels=None):
   """The weights `spec` names, ready for forward.apply / build.
 
   alpha / input_size: None = what the weights imply (ImageNet and random
   default to 1.0 / 224).  channels / classes / seed apply to "random" only;
-  cache_dir overrides the Keras cache root for "imagenet" / "auto".
+  cache_dir overrides the Keras cache root for "imagenet" / "auto"; labels is
+  the path of a class-names file that replaces the weights' own names.
   Raises ModelSourceError with a one-line message.
   """
-  alpha = _check_alpha(alpha)
-  input_size = _check_size(input_size)
+  alpha = None if alpha is None else _checked(arch.validate_alpha, alpha)
+  if input_size is not None:
+    _checked(arch.validate_input_size, input_size, input_size)
   if not isinstance(spec, str) or not spec:
     raise ModelSourceError(
         f"weights must be one of {SPECS} or a file path, got {spec!r}.")
   if spec == "imagenet":
-    return _imagenet(alpha, input_size, include_top, cache_dir)
-  if spec == "bundled":
-    return _bundled(alpha, input_size, include_top)
-  if spec == "random":
-    return _random(alpha, input_size, include_top, channels, classes, seed)
-  if spec == "auto":
-    try:
-      source = _imagenet(alpha, input_size, include_top, cache_dir,
-                         quiet=True)
-    except ModelSourceError as e:
-      why = str(e).split(" (")[0] if "Keras cache" in str(e) else str(e)
-      source = _bundled(alpha, input_size, include_top)
-      logging.info("weights=auto: using the %s because ImageNet weights are "
-                   "unavailable: %s", source.description, why)
-    else:
-      logging.info("weights=auto: using %s (found in the Keras cache or "
-                   "downloaded).", source.description)
-    return source
-  return _path(spec, alpha, input_size, include_top)
+    source = _imagenet(alpha, input_size, include_top, cache_dir)
+  elif spec == "bundled":
+    source = _bundled(alpha, input_size, include_top)
+  elif spec == "random":
+    source = _random(alpha, input_size, include_top, channels, classes, seed)
+  elif spec == "auto":
+    source = _auto(alpha, input_size, include_top, cache_dir)
+  else:
+    source = _path(spec, alpha, input_size, include_top)
+  return source if labels is None else with_labels(source, labels)

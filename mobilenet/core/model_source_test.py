@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from mobilenet.core import arch
+from mobilenet.core import checkpoint
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
 from mobilenet.core import params as params_lib
@@ -119,6 +120,93 @@ class KerasFileTest(absltest.TestCase):
       model_source.resolve(os.path.join(d.full_path, "missing.h5"))
 
 
+class NothingFromFileNamesTest(absltest.TestCase):
+  """Metadata comes from weight shapes, our sidecar or the flags; only the
+  exact official Keras name pattern is read, and every assumption is said."""
+
+  def test_trailing_numbers_in_a_name_are_not_the_input_size(self):
+    d = self.create_tempdir().full_path
+    for name in ("mnv2_finetuned_1001.h5", "epoch_50.h5",
+                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96.h5",
+                 "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_64.h5"):
+      with self.subTest(name):
+        path = os.path.join(d, name)
+        # alpha 0.35: the third name's alpha disagrees with the shapes, the
+        # fourth's rows are no Keras size; neither is read.
+        _keras_file(path, 0.35, 32, classes=1001)
+        s = model_source.resolve(path)
+        self.assertEqual((s.alpha, s.input_size, s.classes), (0.35, 224, 1001))
+        self.assertEqual(s.kind, "keras_file")
+        self.assertIn("input size 224 (assumed; pass --input_size)", s.notes)
+        s = model_source.resolve(path, input_size=160)
+        self.assertEqual(s.input_size, 160)
+        self.assertFalse([n for n in s.notes if "input size" in n])
+
+  def test_official_pattern_is_read_and_not_noted(self):
+    path = os.path.join(
+        self.create_tempdir().full_path,
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_128_no_top.h5")
+    _keras_file(path, 0.35, 32, include_top=False)
+    s = model_source.resolve(path, include_top=False)
+    self.assertEqual((s.input_size, s.notes), (128, []))
+
+  def test_default_labels_by_output_count_are_said(self):
+    d = self.create_tempdir().full_path
+    imagenet = labels_lib.imagenet_labels()
+    for classes, first, note in (
+        (1000, imagenet[0], "the ImageNet names (assumed for 1000 outputs"),
+        (1001, "background", "background + the ImageNet names (assumed for "
+         "1001 outputs"),
+        (7, "0", "class indices 0..6 (the weights carry no names; pass "
+         "--labels FILE)")):
+      with self.subTest(classes):
+        path = os.path.join(d, f"w{classes}.h5")
+        _keras_file(path, 0.35, 32, classes=classes)
+        s = model_source.resolve(path, input_size=32)
+        self.assertLen(s.labels, classes)
+        self.assertEqual(s.labels[0], first)
+        self.assertLen(s.notes, 1)
+        self.assertIn(note, s.notes[0])
+        self.assertTrue(s.notes[0].startswith("labels: "))
+
+  def test_labels_file_replaces_the_names_and_the_note(self):
+    d = self.create_tempdir()
+    path = os.path.join(d.full_path, "w.h5")
+    _keras_file(path, 0.35, 32, classes=1001)
+    names = ["background"] + [f"n{i}" for i in range(1000)]
+    with_bg = d.create_file("bg.txt", content="\n".join(names)).full_path
+    without = d.create_file("nobg.txt",
+                            content="\n".join(names[1:])).full_path
+    for labels in (with_bg, without):
+      s = model_source.resolve(path, input_size=32, labels=labels)
+      self.assertEqual(s.labels, names)
+      self.assertEqual(s.notes, [])
+    short = d.create_file("short.txt", content="a\nb\n").full_path
+    with self.assertRaisesRegex(model_source.ModelSourceError,
+                                "--labels: .*2 labels for 1001"):
+      model_source.resolve(path, input_size=32, labels=short)
+
+  def test_an_imagenet_named_file_is_not_imagenet(self):
+    path = os.path.join(self.create_tempdir().full_path, "mnv2_imagenet.h5")
+    _keras_file(path, 0.35, 32, classes=1000)
+    s = model_source.resolve(path)
+    self.assertEqual(s.kind, "keras_file")
+    self.assertNotIn("ImageNet MobileNetV2", s.description)
+
+  def test_kinds(self):
+    self.assertEqual(model_source.resolve("random", alpha=0.35).kind, "random")
+    d = self.create_tempdir().full_path
+    net = arch.derive(0.35, 1, 2)
+    h5 = os.path.join(d, "imagenet.h5")
+    params_lib.save_h5(params_lib.init(net), h5, net)
+    checkpoint.write_sidecar(os.path.join(d, "imagenet.json"), h5, alpha=0.35,
+                             input_size=40, channels=1, labels=["a", "b"])
+    s = model_source.resolve(h5)
+    self.assertEqual((s.kind, s.input_size, s.notes), ("checkpoint", 40, []))
+    if os.path.exists(model_source.bundled_sidecar_path()):
+      self.assertEqual(model_source.resolve("bundled").kind, "bundled")
+
+
 class CheckpointTest(absltest.TestCase):
 
   def _write(self, d, alpha=0.35, channels=1, labels=("a", "b", "c")):
@@ -127,7 +215,7 @@ class CheckpointTest(absltest.TestCase):
     h5 = os.path.join(d, "model.h5")
     params_lib.save_h5(params, h5, net)
     js = os.path.join(d, "model.json")
-    model_source.write_sidecar(js, h5, alpha=alpha, input_size=40,
+    checkpoint.write_sidecar(js, h5, alpha=alpha, input_size=40,
                                channels=channels, labels=list(labels),
                                train_command="train --x")
     return params, h5, js
@@ -244,6 +332,7 @@ class ImagenetAndAutoTest(absltest.TestCase):
       s = model_source.resolve("auto", alpha=0.35, input_size=96,
                                include_top=False, cache_dir=cache)
     self.assertIn("ImageNet", s.description)
+    self.assertEqual(s.kind, "imagenet")
     self.assertEqual((s.alpha, s.input_size, s.channels), (0.35, 96, 3))
     self.assertEqual(s.weights_path, path)
     _assert_params_equal(s.params, want)

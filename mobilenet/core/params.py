@@ -25,6 +25,9 @@ _WEIGHT_ORDER = ("kernel", "depthwise_kernel", "bias", "gamma", "beta",
 _BN_STATS = ("moving_mean", "moving_variance")
 # Loaders only compare this against "1" (Keras 1 layout); ours is Keras 2's.
 _FILE_KERAS_VERSION = b"2.0"
+# Widths tried when a file's alpha is not given: every Keras one, then a grid.
+_CANDIDATE_ALPHAS = tuple(arch.KERAS_ALPHAS) + tuple(
+    round(0.05 * i, 2) for i in range(1, 61))
 
 
 def _ordered(weights):
@@ -133,32 +136,80 @@ def _read_str_attr(obj, name):
   return [n.decode("utf8") if hasattr(n, "decode") else str(n) for n in raw]
 
 
-def load_h5(path, net: arch.Network):
-  """Reads a legacy Keras weight file (e.g. the official ImageNet one)."""
+def read_h5(path):
+  """{layer: {weight: array}} of a legacy Keras weight file, as stored.
+
+  Keras 3 names a depthwise kernel "kernel"; callers that know the network
+  map it back (see load_h5).
+  """
   try:
     f = h5py.File(path, "r")
   except OSError as e:
-    raise ValueError(f"cannot read weight file {path}: {e}") from None
+    raise ValueError(f"cannot read weight file {path}: not a readable HDF5 "
+                     f"file ({e}).") from None
   with f:
     root = f
     if "layer_names" not in f.attrs and "model_weights" in f:
       root = f["model_weights"]  # a full-model save
-    names = set(_read_str_attr(root, "layer_names"))
-    params = {}
-    for layer, shapes in net.weight_shapes().items():
-      if layer not in names or layer not in root:
-        raise ValueError(
-            f"weight file {path}: layer '{layer}' is missing (MobileNetV2 "
-            f"alpha={net.alpha} needs it with weights "
-            f"{ {k: tuple(v) for k, v in shapes.items()} }).")
+    weights = {}
+    for layer in _read_str_attr(root, "layer_names"):
+      if layer not in root:
+        continue
       group = root[layer]
-      values = {}
-      for wname in _read_str_attr(group, "weight_names"):
-        key = wname.split("/")[-1].split(":")[0]
-        if key == "kernel" and "depthwise_kernel" in shapes:
-          key = "depthwise_kernel"
-        values[key] = np.asarray(group[wname][()])
-      params[layer] = values
+      weights[layer] = {
+          wname.split("/")[-1].split(":")[0]: np.asarray(group[wname][()])
+          for wname in _read_str_attr(group, "weight_names")}
+  return weights
+
+
+def _net_keys(stored, shapes):
+  return {("depthwise_kernel" if k == "kernel" and "depthwise_kernel" in shapes
+           else k): v for k, v in stored.items()}
+
+
+def h5_layout(path, alpha=None):
+  """(alpha, channels, classes-or-None) of a Keras MobileNetV2 weight file,
+  read from its weight shapes: exact, never from the file name.
+
+  alpha=None tries every Keras width, then a 0.05 grid; a given alpha must
+  fit.  Raises ValueError naming the file.
+  """
+  stored = read_h5(path)
+  conv1 = stored.get("Conv1", {}).get("kernel")
+  if conv1 is None or conv1.ndim != 4:
+    raise ValueError(f"{path}: no 'Conv1/kernel' weight; not a Keras "
+                     "MobileNetV2 weight file.")
+  channels = int(conv1.shape[2])
+  pred = stored.get("predictions", {}).get("kernel")
+  classes = int(pred.shape[-1]) if pred is not None else None
+  candidates = (alpha,) if alpha is not None else _CANDIDATE_ALPHAS
+  for a in candidates:
+    net = arch.derive(a, channels, classes or 1, classes is not None)
+    if all(layer in stored and {
+        k: tuple(v.shape)
+        for k, v in _net_keys(stored[layer], shapes).items()} == {
+            k: tuple(s) for k, s in shapes.items()}
+           for layer, shapes in net.weight_shapes().items()):
+      return a, channels, classes
+  if alpha is not None:
+    raise ValueError(f"{path}: the weight shapes do not fit MobileNetV2 "
+                     f"alpha={alpha}; leave --alpha out to infer it from the "
+                     "file.")
+  raise ValueError(f"{path}: the weight shapes fit no MobileNetV2 width; not "
+                   "a Keras MobileNetV2 weight file?")
+
+
+def load_h5(path, net: arch.Network):
+  """Reads a legacy Keras weight file (e.g. the official ImageNet one)."""
+  stored = read_h5(path)
+  params = {}
+  for layer, shapes in net.weight_shapes().items():
+    if layer not in stored:
+      raise ValueError(
+          f"weight file {path}: layer '{layer}' is missing (MobileNetV2 "
+          f"alpha={net.alpha} needs it with weights "
+          f"{ {k: tuple(v) for k, v in shapes.items()} }).")
+    params[layer] = _net_keys(stored[layer], shapes)
   check(params, net, source=f"weight file {path}")
   return select(params, net)
 

@@ -12,7 +12,15 @@ CACHE_SUBDIR = "models"
 
 
 class WeightsUnavailableError(RuntimeError):
-  """The ImageNet weight file is neither cached nor downloadable."""
+  """The ImageNet weight file is neither cached nor downloadable.
+
+  `reason` is the short form ("... is not in the Keras cache and could not be
+  downloaded"), for a caller that falls back to other weights.
+  """
+
+  def __init__(self, message, reason):
+    super().__init__(message)
+    self.reason = reason
 
 
 def _keras_applications_module():
@@ -62,11 +70,12 @@ def fetch(alpha=1.0, rows=224, include_top=True, cache_dir=None):
                                 cache_dir=cache_dir)
   except Exception as e:  # pylint: disable=broad-except
     directory = cache_directory(cache_dir)
+    reason = (f"ImageNet weights file '{name}' is not in the Keras cache and "
+              f"could not be downloaded from {url}")
     raise WeightsUnavailableError(
-        f"ImageNet weights file '{name}' is not in the Keras cache and could "
-        f"not be downloaded from {url} ({e}). Download it elsewhere and place "
-        f"it at {os.path.join(directory, name)} (Keras cache directory "
-        f"{directory}).") from e
+        f"{reason} ({e}). Download it elsewhere and place it at "
+        f"{os.path.join(directory, name)} (Keras cache directory "
+        f"{directory}).", reason) from e
 
 
 def load_imagenet(alpha=1.0, rows=224, include_top=True, cache_dir=None):

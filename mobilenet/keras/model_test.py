@@ -12,6 +12,7 @@ from keras.src.legacy.saving import legacy_h5_format
 import numpy as np
 
 from mobilenet.core import arch
+from mobilenet.core import checkpoint
 from mobilenet.core import model_source
 from mobilenet.core import params as params_lib
 from mobilenet.keras import MobileNetV2
@@ -117,7 +118,7 @@ class WeightsArgTest(absltest.TestCase):
     params = params_lib.init(net, seed=9)
     h5 = os.path.join(d, "m.h5")
     params_lib.save_h5(params, h5, net)
-    model_source.write_sidecar(os.path.join(d, "m.json"), h5, alpha=0.35,
+    checkpoint.write_sidecar(os.path.join(d, "m.json"), h5, alpha=0.35,
                                input_size=40, channels=1,
                                labels=["a", "b", "c", "d"])
     ours = MobileNetV2(alpha=0.35, weights=h5, classes=4)

@@ -23,6 +23,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mobilenet.core import checkpoint
 from mobilenet.core import model_source
 from mobilenet.core import preprocess
 from mobilenet.core.files import user_path
@@ -70,6 +71,9 @@ flags.DEFINE_integer("bn_reestimate_batches", _D.bn_reestimate_batches,
 flags.DEFINE_integer("seed", _D.seed, "Seed for init, shuffling and split.")
 flags.DEFINE_string("weights", "bundled", "predict/eval: auto, imagenet, "
                     "bundled, random or a .h5/.json path.")
+flags.DEFINE_string("labels", None, "predict/eval: class-names file, one per "
+                    "line (a leading 'background' line fits 1001 outputs); "
+                    "default: the weights' own names.")
 flags.DEFINE_integer("top_k", 5, "predict: labels shown per image.")
 flags.DEFINE_boolean("record", False, "eval: store the accuracy in the "
                      "checkpoint's .json sidecar as heldout_accuracy.")
@@ -81,10 +85,6 @@ _ARGV = list(sys.argv)
 
 class CliError(Exception):
   pass
-
-
-def _weights_spec(spec):
-  return spec if spec in model_source.SPECS else user_path(spec)
 
 
 def _config(argv):
@@ -123,10 +123,13 @@ def _train(argv):
 
 
 def _load_model():
-  try:
-    return model_source.resolve(_weights_spec(FLAGS.weights))
-  except model_source.ModelSourceError as e:
-    raise CliError(str(e)) from None
+  # --input_size has a training default; only an explicit one counts here.
+  size = FLAGS.input_size if FLAGS["input_size"].present else None
+  source = model_source.resolve(model_source.user_spec(FLAGS.weights),
+                                input_size=size,
+                                labels=user_path(FLAGS.labels))
+  model_source.announce(source)
+  return source
 
 
 def _classifier(source, batch_size=None):
@@ -198,19 +201,11 @@ def _record(source, accuracy, count):
   if not source.metadata:
     raise CliError("--record needs one of our checkpoints (with a .json "
                    "sidecar).")
-  import json  # pylint: disable=g-import-not-at-top
-  path = os.path.splitext(source.weights_path)[0] + ".json"
-  with open(path, encoding="utf8") as f:
-    meta = json.load(f)
-  meta.update(heldout_accuracy=accuracy, heldout_images=count,
-              heldout_eval_command=(
-                  "tools/bazel run //mobilenet/keras:train -- " +
-                  " ".join(shlex.quote(a) for a in _ARGV[1:])))
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf8") as f:
-    json.dump(meta, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
+  path = checkpoint.sidecar_path(source.weights_path)
+  checkpoint.update_sidecar(
+      path, heldout_accuracy=accuracy, heldout_images=count,
+      heldout_eval_command=("tools/bazel run //mobilenet/keras:train -- " +
+                            " ".join(shlex.quote(a) for a in _ARGV[1:])))
   print(f"recorded heldout_accuracy in {path}")
 
 

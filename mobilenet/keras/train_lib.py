@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet.core import arch
-from mobilenet.core import model_source
+from mobilenet.core import checkpoint as checkpoint_lib
 from mobilenet.core import params as params_lib
 from mobilenet.keras import data as data_lib
 from mobilenet.keras import layers as layers_lib
@@ -462,7 +462,7 @@ class Trainer:
     net = arch.derive(cfg.alpha, cfg.channels, len(self.class_names))
     params_lib.save_h5(model_lib.get_params(self.model), path, net)
     last = self.history[-1] if self.history else {}
-    model_source.write_sidecar(
+    checkpoint_lib.write_sidecar(
         os.path.splitext(path)[0] + ".json", path, alpha=cfg.alpha,
         input_size=cfg.input_size, channels=cfg.channels,
         labels=self.class_names, normalization="tf",

@@ -1,6 +1,7 @@
 """The train/predict/eval command line, run as a subprocess."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ from absl.testing import parameterized
 
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
+from mobilenet.core import testfiles
 from mobilenet.keras import testdata
 
 CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
@@ -91,6 +93,45 @@ class PredictTest(absltest.TestCase):
       self.assertTrue(path.endswith(f"digit_{d}.png"), line)
       self.assertEqual(top.split(" ")[0], str(d), line)
       self.assertLen(top.split(", "), 3)
+
+  def test_predict_takes_labels_for_a_1001_output_file(self):
+    d = self.create_tempdir().full_path
+    h5, labels = testfiles.digit_model_1001(d)
+    digits = (0, 2, 3, 7, 9)
+    images = [os.path.join(DATA, f"samples/digit_{k}.png") for k in digits]
+    proc = _run(["predict", "--weights", h5, "--labels", labels,
+                 "--input_size", "48", "--top_k=1"] + images)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertNotIn("note:", proc.stderr)  # nothing was assumed
+    lines = proc.stdout.strip().splitlines()
+    for k, line in zip(digits, lines):
+      self.assertEqual(line.split(": ", 1)[1].split(" ")[0],
+                       testfiles.DIGIT_NAMES[k], line)
+
+  def test_eval_matches_class_folders_to_the_labels_given(self):
+    d = self.create_tempdir()
+    names = d.create_file("names.txt", content="\n".join(
+        f"c{k}" for k in range(10))).full_path
+    renamed, plain = (os.path.join(d.full_path, n) for n in ("renamed",
+                                                              "plain"))
+    for k in range(10):
+      src = os.path.join(DATA, "mnist_heldout", str(k))
+      for root, name in ((renamed, f"c{k}"), (plain, str(k))):
+        os.makedirs(os.path.join(root, name))
+        for f in sorted(os.listdir(src))[:3]:
+          shutil.copy(os.path.join(src, f), os.path.join(root, name, f))
+    with_labels = _run(["eval", "--labels", names, "--data_dir", renamed])
+    without = _run(["eval", "--data_dir", plain])
+    self.assertEqual(with_labels.returncode, 0, with_labels.stderr)
+    self.assertEqual(without.returncode, 0, without.stderr)
+    self.assertEqual(with_labels.stdout.split(" of ")[0],
+                     without.stdout.split(" of ")[0])
+    # The folders no longer match the bundled model's own names.
+    mismatch = _run(["eval", "--data_dir", renamed])
+    self.assertNotEqual(mismatch.returncode, 0)
+    errors = [l for l in mismatch.stderr.splitlines() if l.strip()]
+    self.assertLen(errors, 1, mismatch.stderr)
+    self.assertIn("do not match the model's labels", errors[0])
 
 
 if __name__ == "__main__":

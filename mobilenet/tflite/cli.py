@@ -20,15 +20,20 @@ class UsageError(ValueError):
 user_path = files.user_path
 
 
-def writable_dir(path, flag="--save_to"):
-  """Creates `path` if needed; one clear error when it cannot be used."""
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError as e:
-    raise UsageError(f"{flag}={path}: cannot create directory "
-                     f"({e.strerror or e}); choose a writable directory") from None
-  if not os.access(path, os.W_OK | os.X_OK):
-    raise UsageError(f"{flag}={path}: directory is not writable; choose a "
+def output_dir(path, flag="--save_to"):
+  """Checks that `path` is, or can be created as, a writable directory.
+
+  Creates nothing: a tool makes the directory when it has a file to put in
+  it, so a run that fails leaves no empty output directory behind.
+  """
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UsageError(f"{flag}={path}: {existing} is a file, not a directory; "
+                     "choose a writable directory")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise UsageError(f"{flag}={path}: {existing} is not writable; choose a "
                      "writable directory")
   return path
 

@@ -21,7 +21,8 @@ from mobilenet.core import model_source  # pylint: disable=g-bad-import-order
 from mobilenet.tflite import converter
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("save_to", None, "Output directory (created if needed).")
+flags.DEFINE_string("save_to", None, "Output directory (created when the "
+                    "model is written).")
 flags.DEFINE_string("weights", "auto", "auto | imagenet | bundled | random | "
                     "PATH of a Keras .h5 or checkpoint .json.")
 flags.DEFINE_float("alpha", None, "Width multiplier; default: the weights'.")
@@ -34,14 +35,11 @@ flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
                     "(default: data/calibration, 100 real digits).")
 flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
                      "Calibration images, first N in sorted path order.")
+flags.DEFINE_string("labels", None, "Class-names file, one per line, stored "
+                    "in the sidecar (default: the weights' own names; a "
+                    "leading 'background' line fits 1001 outputs).")
 flags.DEFINE_string("name", None, "Output file stem (default: descriptive).")
 flags.mark_flag_as_required("save_to")
-
-
-def _weights_spec(spec):
-  if spec in model_source.SPECS:
-    return spec
-  return cli.user_path(spec)
 
 
 def summary(converted, paths):
@@ -86,15 +84,17 @@ def main(argv):
   if FLAGS.alpha is not None and not FLAGS.alpha > 0:
     raise cli.UsageError(f"--alpha={FLAGS.alpha} must be positive (e.g. 0.35,"
                          " 0.5, 1.0)")
-  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to))
+  save_to = cli.output_dir(cli.user_path(FLAGS.save_to))
   calibration_dir = cli.user_path(FLAGS.calibration_dir)
   if FLAGS.quantize in converter.FULL_INTEGER:
     # Fail on bad calibration input before the slow part.
     converter.calibration_set(calibration_dir, FLAGS.num_calibration)
-  source = converter.resolve_source(_weights_spec(FLAGS.weights),
-                                    FLAGS.alpha, FLAGS.input_size)
+  source = converter.resolve_source(
+      model_source.user_spec(FLAGS.weights), FLAGS.alpha, FLAGS.input_size,
+      cli.user_path(FLAGS.labels))
   if FLAGS.weights == "auto":
     print(f"weights=auto: using {source.description}")
+  model_source.announce(source)
   converted = converter.convert_source(
       source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
       name=FLAGS.name)

@@ -6,6 +6,8 @@ import os
 
 from absl.testing import absltest
 
+from mobilenet.core import arch
+from mobilenet.core import params as params_lib
 from mobilenet.tflite import clitest
 from mobilenet.tflite import runtime
 
@@ -51,10 +53,12 @@ class ConvertCliTest(absltest.TestCase):
         "save_to": (["--save_to", os.path.join(blocker, "x")], "--save_to"),
         "calibration": (["--calibration_dir", empty], "no image files"),
         "weights": (["--weights", os.path.join(empty, "w.h5")], "no such file"),
+        "num_calibration": (["--num_calibration", "101"],
+                            "--num_calibration=101 but"),
     }
     for what, (args, needle) in cases.items():
       with self.subTest(what):
-        out = os.path.join(d.full_path, "out_" + what)
+        out = os.path.join(d.full_path, "out_" + what, "nested")
         argv = ["--save_to", out, "--weights", "random", "--alpha", "0.35",
                 "--input_size", "32"] + args
         r = clitest.run("convert", *argv)
@@ -63,8 +67,28 @@ class ConvertCliTest(absltest.TestCase):
         lines = clitest.error_lines(r)
         self.assertLen(lines, 1, r.stderr)
         self.assertIn(needle, lines[0])
-        if os.path.isdir(out):
-          self.assertEqual(os.listdir(out), [])
+        # No output directory before there is something to put in it.
+        self.assertFalse(os.path.exists(os.path.dirname(out)))
+
+  def test_a_file_named_imagenet_is_not_called_imagenet(self):
+    d = self.create_tempdir().full_path
+    net = arch.derive(0.35, 3, 1000)
+    weights = os.path.join(d, "mnv2_imagenet.h5")
+    params_lib.save_h5(params_lib.init(net, seed=1), weights, net)
+    out = os.path.join(d, "out")
+    r = clitest.run("convert", "--save_to", out, "--weights", weights,
+                    "--input_size", "32", "--quantize", "float")
+    self.assertEqual(r.returncode, 0, r.stderr)
+    stem = "mobilenet_v2_file-mnv2_imagenet_a035_32x32x3_float"
+    self.assertEqual(sorted(os.listdir(out)), [stem + ".json",
+                                               stem + ".tflite"])
+    with open(os.path.join(out, stem + ".json")) as f:
+      meta = json.load(f)
+    self.assertEqual(meta["weights"]["kind"], "keras_file")
+    # What was assumed (the names of 1000 outputs) is said, once.
+    notes = [l for l in r.stderr.splitlines() if l.startswith("note:")]
+    self.assertEqual(notes, ["note: labels: the ImageNet names (assumed for "
+                             "1000 outputs; pass --labels FILE)"])
 
 
 if __name__ == "__main__":

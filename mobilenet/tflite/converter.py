@@ -156,11 +156,12 @@ def make_converter(concrete_function, quantize, representative=None,
 # ---- model sources --------------------------------------------------------
 
 
-def resolve_source(spec="auto", alpha=None, input_size=None):
+def resolve_source(spec="auto", alpha=None, input_size=None, labels=None):
   """The ModelSource --weights names (see core/model_source.py)."""
   from mobilenet.core import model_source  # pylint: disable=g-import-not-at-top
   try:
-    return model_source.resolve(spec, alpha=alpha, input_size=input_size)
+    return model_source.resolve(spec, alpha=alpha, input_size=input_size,
+                                labels=labels)
   except ValueError as e:
     raise ConversionError(str(e)) from None
 
@@ -169,22 +170,23 @@ def source_field(source, name, default=None):
   return getattr(source, name, default)
 
 
-def weights_kind(source):
-  """Short tag for file names: imagenet / bundled / random / file stem."""
-  desc = (source_field(source, "description") or "").lower()
-  for k in ("imagenet", "bundled", "random"):
-    if k in desc:
-      return k
+def weights_tag(source):
+  """Names the weights in file names: the built-in kinds by kind, a file by
+  its stem (a file is never called "imagenet" for its name)."""
+  kind = source_field(source, "kind")
+  if kind in ("imagenet", "bundled", "random"):
+    return kind
   path = source_field(source, "weights_path")
   if path:
     stem = os.path.splitext(os.path.basename(path))[0]
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+    return "file-" + "".join(c if c.isalnum() or c in "-_." else "_"
+                             for c in stem)
   return "custom"
 
 
 def default_name(source, quantize):
   size = source.input_size
-  return (f"mobilenet_v2_{weights_kind(source)}_a{int(round(source.alpha * 100)):03d}"
+  return (f"mobilenet_v2_{weights_tag(source)}_a{int(round(source.alpha * 100)):03d}"
           f"_{size}x{size}x{source.channels}_{quantize}")
 
 
@@ -227,6 +229,7 @@ def sidecar(tflite_bytes, source, quantize, calibration=None,
       "tflite_sha256": hashlib.sha256(tflite_bytes).hexdigest(),
       "tflite_bytes": len(tflite_bytes),
       "weights": {
+          "kind": source_field(source, "kind"),
           "description": source_field(source, "description"),
           "path": _portable_path(source_field(source, "weights_path")),
           "sha256": source_field(source, "weights_sha256"),

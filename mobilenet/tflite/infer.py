@@ -123,7 +123,7 @@ def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments {argv[1:]}; use -i IMAGE")
   model_path = cli.user_path(FLAGS.model) if FLAGS.model else default_model()
-  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to)) if FLAGS.save_to else None
+  save_to = cli.output_dir(cli.user_path(FLAGS.save_to)) if FLAGS.save_to else None
   dump = save_to is not None
   model = runtime.Model(model_path, num_threads=FLAGS.num_threads,
                         preserve_all_tensors=dump)
@@ -142,6 +142,7 @@ def main(argv):
       lines.append(f"  {names[i]:<24} {scores[i]:.4f}  [{i}]")
     if dump:
       stem = f"{n}_{_safe(os.path.splitext(os.path.basename(shown))[0])}"
+      os.makedirs(save_to, exist_ok=True)  # now there is something to dump
       tmp = tempfile.mkdtemp(prefix=".tmp-", dir=save_to)
       try:
         dump_tensors(model, tmp, FLAGS.data_format)
