@@ -2,11 +2,11 @@ r"""Every Keras layer of a converted MobileNetV2 -> its TFLite tensor.
 
   tools/bazel run //tools:layer_table -- --save_to data/docs
 
-Reads the model's JSON sidecar (alpha, size, channels, classes), derives the
-layers from the core architecture table, and matches them to the TFLite ops
-in execution order (convs, residual adds, pool, classifier).  BN and ReLU6
-fold into their conv, so they share its tensor.  Writes layer_table.csv and
-layer_table.md.
+Reads the model's JSON sidecar (alpha, size, channels, classes), walks
+`Network.layers` of the core architecture table and matches each layer kind
+to its TFLite op in execution order (`_KINDS`: convs, residual adds, pool,
+classifier).  BN, ReLU6 and the stride-2 zero padding fold into a conv, so
+they share its tensor.  Writes layer_table.csv and layer_table.md.
 """
 
 import csv
@@ -28,7 +28,6 @@ flags.DEFINE_string("save_to", None, "Directory for layer_table.csv/.md.")
 
 FIELDS = ("keras_layer", "kind", "tflite_op", "tensor_index", "tensor_name",
           "shape", "dtype", "params", "macs", "scale", "zero_point", "note")
-_CONV_OPS = {"conv": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D"}
 
 
 def default_model():
@@ -42,21 +41,32 @@ def default_model():
                        "--model")
 
 
+# arch.Layer.kind -> (the TFLite op computing it, note).  No op: the layer
+# shares the tensor of the conv it was folded into, the one before it ("bn",
+# "relu6") or, for "pad", the one after it.
+_KINDS = {
+    "pad": (None, "absorbed: {conv} uses SAME padding"),
+    "conv": ("CONV_2D", ""),
+    "depthwise": ("DEPTHWISE_CONV_2D", ""),
+    "bn": (None, "folded into {conv}"),
+    "relu6": (None, "fused into {conv}"),
+    "add": ("ADD", "residual"),
+    "pool": ("MEAN", ""),
+    "dense": ("FULLY_CONNECTED", ""),
+    "softmax": ("SOFTMAX", "classifier activation"),
+}
+
+
 def rows_for(model, meta):
-  net = arch.derive(meta["alpha"], meta["channels"], meta["classes"])
-  h, w = meta["input_size"]
-  costs = {c.name: c for c in arch.layer_costs(net, h, w)}
   interp = model.interpreter
   tensors = {t["index"]: t for t in interp.get_tensor_details()}
   queues = {}
   for op in interp._get_ops_details():  # pylint: disable=protected-access
     queues.setdefault(op["op_name"], []).append(op)
-
-  def take(op_name, layer):
-    if not queues.get(op_name):
-      raise ValueError(f"{layer}: no {op_name} op left in the model; is it a "
-                       f"MobileNetV2 alpha={meta['alpha']} from our converter?")
-    return queues[op_name].pop(0)
+  net = arch.derive(meta["alpha"], meta["channels"], meta["classes"],
+                    classifier_activation="softmax" if queues.get("SOFTMAX")
+                    else None)
+  h, w = meta["input_size"]
 
   def row(layer, kind, op_name, tensor_index, params=0, macs=0, note=""):
     t = tensors[tensor_index]
@@ -70,46 +80,29 @@ def rows_for(model, meta):
 
   out = [row("input_1", "input", "-", model.input["index"],
              note="model input")]
-
-  def conv_rows(conv, relu_name):
-    op = take(_CONV_OPS[conv.kind], conv.name)
-    idx = int(op["outputs"][0])
-    c = costs[conv.name]
-    if tuple(tensors[idx]["shape"][1:]) != c.out_shape:
-      raise ValueError(f"{conv.name}: TFLite tensor shape "
-                       f"{tuple(tensors[idx]['shape'])} != {c.out_shape}")
-    if conv.pad_name:
-      out.append(row(conv.pad_name, "zero_padding", "-", idx,
-                     note=f"absorbed: {conv.name} uses SAME padding"))
-    out.append(row(conv.name, conv.kind, op["op_name"], idx, c.params,
-                   c.macs))
-    out.append(row(conv.bn_name, "batchnorm", op["op_name"], idx,
-                   costs[conv.bn_name].params, 0,
-                   note=f"folded into {conv.name}"))
-    if conv.relu6:
-      out.append(row(relu_name, "relu6", op["op_name"], idx,
-                     note=f"fused into {conv.name}"))
-
-  conv_rows(net.stem, "Conv1_relu")
-  for b in net.blocks:
-    for conv in b.convs:
-      conv_rows(conv, conv.name + "_relu")
-    if b.residual:
-      op = take("ADD", b.prefix + "add")
-      out.append(row(b.prefix + "add", "add", "ADD", int(op["outputs"][0]),
-                     note="residual"))
-  conv_rows(net.head, "out_relu")
-  op = take("MEAN", "global_average_pooling2d")
-  out.append(row("global_average_pooling2d", "pool", "MEAN",
-                 int(op["outputs"][0])))
-  op = take("FULLY_CONNECTED", "predictions")
-  d = costs["predictions"]
-  out.append(row("predictions", "dense", "FULLY_CONNECTED",
-                 int(op["outputs"][0]), d.params, d.macs))
-  if queues.get("SOFTMAX"):
-    op = take("SOFTMAX", "predictions")
-    out.append(row("predictions", "softmax", "SOFTMAX", int(op["outputs"][0]),
-                   note="classifier activation"))
+  pads = []  # pad layers waiting for the conv that absorbs them
+  for layer, cost in zip(net.layers, arch.layer_costs(net, h, w)):
+    op_name, note = _KINDS[layer.kind]
+    if layer.kind == "pad":
+      pads.append(layer)
+      continue
+    if op_name:
+      if not queues.get(op_name):
+        raise ValueError(f"{layer.name}: no {op_name} op left in the model; "
+                         f"is it a MobileNetV2 alpha={meta['alpha']} from our "
+                         "converter?")
+      source, op = layer, queues[op_name].pop(0)
+      index = int(op["outputs"][0])
+      if tuple(tensors[index]["shape"][1:]) != cost.out_shape:
+        raise ValueError(f"{layer.name}: TFLite tensor shape "
+                         f"{tuple(tensors[index]['shape'])} != "
+                         f"{cost.out_shape}")
+      for pad in pads:
+        out.append(row(pad.name, pad.kind, "-", index,
+                       note=_KINDS["pad"][1].format(conv=layer.name)))
+      pads = []
+    out.append(row(layer.name, layer.kind, op["op_name"], index, cost.params,
+                   cost.macs, note.format(conv=source.name)))
   return out
 
 
@@ -157,8 +150,9 @@ def main(argv):
   if not FLAGS.save_to:
     raise cli.UsageError("--save_to is required")
   model = cli.user_path(FLAGS.model) if FLAGS.model else default_model()
-  save_to = cli.writable_dir(cli.user_path(FLAGS.save_to))
+  save_to = cli.output_dir(cli.user_path(FLAGS.save_to))
   csv_text, md = generate(model)
+  os.makedirs(save_to, exist_ok=True)
   for name, text in (("layer_table.csv", csv_text), ("layer_table.md", md)):
     path = os.path.join(save_to, name)
     with open(path + ".tmp", "w", encoding="utf-8") as f:

@@ -42,6 +42,10 @@ class LayerTableTest(absltest.TestCase):
     self.assertEqual([r["keras_layer"] for r in rows][:3],
                      ["input_1", "Conv1", "bn_Conv1"])
 
+  def test_every_layer_kind_is_mapped(self):
+    self.assertEqual(set(layer_table._KINDS),  # pylint: disable=protected-access
+                     set(layer_table.arch.LAYER_KINDS))
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -22,6 +22,17 @@ class ModelDiagramTest(absltest.TestCase):
       self.assertEqual(im.format, "PNG")
       self.assertGreater(im.height, im.width)
 
+  def test_units_and_detail_come_from_the_layer_sequence(self):
+    net = arch.derive(1.0)
+    units = model_diagram.units(net, 224)
+    self.assertEqual(sum(len(group) for _, group in units), len(net.layers))
+    self.assertEqual([scope for scope, _ in units][:3],
+                     ["Conv1", "expanded_conv", "block_1"])
+    self.assertEqual(model_diagram._detail_scope(net), "block_2")  # pylint: disable=protected-access
+    with self.assertRaisesRegex(ValueError, "no unit"):
+      model_diagram.draw(net, 224, "unused.png", detail="block_99")
+    self.assertEqual(set(model_diagram._KINDS), set(arch.LAYER_KINDS))  # pylint: disable=protected-access
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -1,6 +1,7 @@
 """arch.derive() against keras.applications.MobileNetV2 itself."""
 
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -12,6 +13,10 @@ from keras.src.applications import mobilenet_v2 as keras_mnv2
 from mobilenet.core import arch
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+_KERAS_KINDS = {"ZeroPadding2D": "pad", "Conv2D": "conv",
+                "DepthwiseConv2D": "depthwise", "BatchNormalization": "bn",
+                "ReLU": "relu6", "Add": "add", "GlobalAveragePooling2D": "pool",
+                "GlobalMaxPooling2D": "pool", "Dense": "dense"}
 
 
 def _keras_weight_shapes(model):
@@ -53,6 +58,35 @@ class ArchAgainstKerasTest(parameterized.TestCase):
     self.assertEqual(pads, {c.pad_name for c in net.convs if c.pad_name})
     adds = {l.name for l in model.layers if isinstance(l, keras.layers.Add)}
     self.assertEqual(adds, {b.prefix + "add" for b in net.blocks if b.residual})
+
+  @parameterized.parameters(
+      (0.35, True, None, "softmax"), (1.0, True, None, None),
+      (0.5, False, "max", "softmax"), (1.3, False, None, "softmax"))
+  def test_layer_sequence_is_keras(self, alpha, top, pooling, activation):
+    h, w = 33, 40
+    model = keras.applications.MobileNetV2(
+        weights=None, alpha=alpha, input_shape=(h, w, 3), include_top=top,
+        pooling=pooling, classes=7, classifier_activation=activation)
+    net = arch.derive(alpha, 3, 7, top, pooling, activation)
+    costs = list(arch.layer_costs(net, h, w))
+    ours = [(l, c) for l, c in zip(net.layers, costs) if l.kind != "softmax"]
+    self.assertLen(ours, len(model.layers) - 1)  # Keras counts the input
+    for (layer, cost), klayer in zip(ours, model.layers[1:]):
+      name = klayer.name
+      if layer.kind == "pool":  # unnamed in Keras: a per-session counter
+        name = re.sub(r"_\d+$", "", name)
+      self.assertEqual((layer.name, layer.kind),
+                       (name, _KERAS_KINDS[type(klayer).__name__]))
+      self.assertEqual(tuple(klayer.output.shape[1:]), cost.out_shape,
+                       layer.name)
+      self.assertEqual(klayer.count_params(), cost.params, layer.name)
+      if layer.kind == "add":
+        shortcut = klayer.input[0]._keras_history.operation.name  # pylint: disable=protected-access
+        self.assertEqual(layer.shortcut, shortcut)
+    softmax = [l for l in net.layers if l.kind == "softmax"]
+    self.assertEqual([l.name for l in softmax],
+                     ["predictions"] if top and activation else [])
+    self.assertLessEqual({l.kind for l in net.layers}, set(arch.LAYER_KINDS))
 
   def test_no_top_and_grayscale(self):
     model = keras.applications.MobileNetV2(

@@ -1,4 +1,5 @@
-"""Bare-metal MobileNetV2 forward pass on tf.nn ops, driven by arch.derive().
+"""Bare-metal MobileNetV2 forward pass on tf.nn ops: `Network.layers` of
+arch.derive(), one raw-op implementation per layer kind (`_KINDS`).
 
 Two entry points:
   * `forward(params, images, ...)`: a tf.function over a params structure
@@ -11,54 +12,78 @@ Two entry points:
     what TFLite converters consume via `get_concrete_function()`).
 """
 
+import math
+
 import tensorflow as tf
 
 from mobilenet.core import arch
 from mobilenet.core import ops
 from mobilenet.core import params as params_lib
 
-_ACTIVATIONS = ("softmax", None, "linear")
-_POOLINGS = (None, "avg", "max")
+class _Run:
+  """One pass of `apply`: its params, its BN mode ("inference", "training"
+  or "folded") and, in training, the new BN statistics."""
+
+  def __init__(self, params, mode):
+    self.params = params
+    self.mode = mode
+    self.new_stats = {}
+
+  def __call__(self, layer, x):
+    return _KINDS[layer.kind](self, layer, x)
 
 
-def _validate_options(include_top, pooling, classifier_activation):
-  if pooling not in _POOLINGS:
-    raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-  if classifier_activation not in _ACTIVATIONS:
-    raise ValueError("classifier_activation must be 'softmax' or None (logits),"
-                     f" got {classifier_activation!r}.")
-
-
-def _conv_block(x, conv, p, mode, new_stats):
-  """conv/depthwise -> BN (inference, training or folded) -> relu6."""
+def _conv(run, layer, x):
   padding = "SAME"
-  if conv.pad_name:
-    h, w = x.shape[1], x.shape[2]
-    # For a 3x3/2 conv, Keras' correct_pad equals SAME whenever the size is
-    # known; letting the conv pad itself saves a Pad op per stride-2 block.
-    if not ops.pad_matches_same(h, w, conv.kernel, conv.stride):
-      x = ops.zero_pad_for_stride2(x, conv.kernel)
+  if layer.padding == "valid":
+    # Keras pads in a layer of its own before a "valid" conv (see "pad"
+    # below); here the conv pads.  For a 3x3/2 conv Keras' correct_pad equals
+    # SAME whenever the size is known, which saves a Pad op per stride-2
+    # block.
+    if not ops.pad_matches_same(x.shape[1], x.shape[2], layer.kernel,
+                                layer.stride):
+      x = ops.zero_pad_for_stride2(x, layer.kernel)
       padding = "VALID"
-  weights = p[conv.name]
-  bias = weights["bias"] if mode == "folded" else None
-  if conv.kind == "depthwise":
-    x = ops.depthwise_conv2d(x, weights["depthwise_kernel"], bias,
-                             conv.stride, padding)
-  else:
-    x = ops.conv2d(x, weights["kernel"], bias, conv.stride, padding)
-  if mode == "inference":
-    bn = p[conv.bn_name]
-    x = ops.batch_norm_inference(x, bn["gamma"], bn["beta"],
-                                 bn["moving_mean"], bn["moving_variance"])
-  elif mode == "training":
-    bn = p[conv.bn_name]
-    x, mean, var = ops.batch_norm_training(x, bn["gamma"], bn["beta"],
-                                           bn["moving_mean"],
-                                           bn["moving_variance"])
-    new_stats[conv.bn_name] = {"moving_mean": mean, "moving_variance": var}
-  if conv.relu6:
-    x = ops.relu6(x)
+  weights = run.params[layer.name]
+  bias = weights["bias"] if run.mode == "folded" else None
+  if layer.kind == "depthwise":
+    return ops.depthwise_conv2d(x, weights["depthwise_kernel"], bias,
+                                layer.stride, padding)
+  return ops.conv2d(x, weights["kernel"], bias, layer.stride, padding)
+
+
+def _bn(run, layer, x):
+  if run.mode == "folded":
+    return x  # in the conv's kernel and bias (params.fold_batch_norm)
+  bn = run.params[layer.name]
+  if run.mode == "inference":
+    return ops.batch_norm_inference(x, bn["gamma"], bn["beta"],
+                                    bn["moving_mean"], bn["moving_variance"])
+  x, mean, var = ops.batch_norm_training(x, bn["gamma"], bn["beta"],
+                                         bn["moving_mean"],
+                                         bn["moving_variance"])
+  run.new_stats[layer.name] = {"moving_mean": mean, "moving_variance": var}
   return x
+
+
+def _dense(run, layer, x):
+  d = run.params[layer.name]
+  return ops.dense(x, d["kernel"], d["bias"])
+
+
+# arch.Layer.kind -> raw-op implementation (run, layer, x) -> output.
+_KINDS = {
+    "pad": lambda run, layer, x: x,  # done by the "valid" conv: see _conv
+    "conv": _conv,
+    "depthwise": _conv,
+    "bn": _bn,
+    "relu6": lambda run, layer, x: ops.relu6(x),
+    "add": lambda run, layer, xs: xs[0] + xs[1],
+    "pool": lambda run, layer, x: (ops.global_avg_pool(x) if layer.mode ==
+                                   "avg" else ops.global_max_pool(x)),
+    "dense": _dense,
+    "softmax": lambda run, layer, x: ops.softmax(x),
+}
 
 
 def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
@@ -69,7 +94,7 @@ def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
   it comes from params.fold_batch_norm.  `classes` and input channels are
   read from the shapes of `params` / `images`.
   """
-  _validate_options(include_top, pooling, classifier_activation)
+  arch.validate_top(pooling, classifier_activation)
   if training and folded:
     raise ValueError("training=True needs unfolded params (BN statistics); "
                      "folded params are for inference only.")
@@ -83,34 +108,15 @@ def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
       raise ValueError("include_top=True but params has no 'predictions' "
                        "layer (no-top weights?).")
     classes = int(params["predictions"]["kernel"].shape[-1])
-  net = arch.derive(alpha, images.shape[-1], classes, include_top)
+  net = arch.derive(alpha, images.shape[-1], classes, include_top, pooling,
+                    classifier_activation)
   if not folded:
     params_lib.check(params, net)  # trace time only: names the bad layer
-  mode = "folded" if folded else ("training" if training else "inference")
-  x = tf.cast(images, tf.float32)
-  new_stats = {}
-
-  x = _conv_block(x, net.stem, params, mode, new_stats)
-  for block in net.blocks:
-    inputs = x
-    for conv in block.convs:
-      x = _conv_block(x, conv, params, mode, new_stats)
-    if block.residual:
-      x = inputs + x
-  x = _conv_block(x, net.head, params, mode, new_stats)
-
-  if include_top:
-    x = ops.global_avg_pool(x)
-    d = params[net.classifier.name]
-    x = ops.dense(x, d["kernel"], d["bias"])
-    if classifier_activation == "softmax":
-      x = ops.softmax(x)
-  elif pooling == "avg":
-    x = ops.global_avg_pool(x)
-  elif pooling == "max":
-    x = ops.global_max_pool(x)
+  run = _Run(params, "folded" if folded else (
+      "training" if training else "inference"))
+  x = net.run(tf.cast(images, tf.float32), run)
   if training:
-    return x, new_stats
+    return x, run.new_stats
   return x
 
 
@@ -135,11 +141,9 @@ _CHUNK_ACTIVATION_BYTES = 20e6
 
 def _peak_activation_bytes(net, height, width):
   """Bytes of the largest conv output of one image (float32)."""
-  peak = 0
-  for conv in net.convs:
-    height, width = -(-height // conv.stride), -(-width // conv.stride)
-    peak = max(peak, height * width * conv.out_channels * 4)
-  return peak
+  return max(4 * math.prod(c.out_shape)
+             for c in arch.layer_costs(net, height, width)
+             if c.kind in ("conv", "depthwise"))
 
 
 def _chunk_sizes(net, batch, height, width):
@@ -171,7 +175,8 @@ class Model(tf.Module):
     self.folded = fold_bn
     net = arch.derive(alpha, c,
                       params["predictions"]["kernel"].shape[-1]
-                      if include_top else 1, include_top)
+                      if include_top else 1, include_top, pooling,
+                      classifier_activation)
     self.network = net
     params_lib.check(params, net)
     numpy_params = params_lib.to_numpy(params_lib.select(params, net))
@@ -225,7 +230,7 @@ def build(params=None, *, alpha=1.0, input_shape=(224, 224, 3), batch_size=1,
   h, w, c = input_shape
   arch.validate_input_size(h, w)
   arch.validate_channels(c)
-  _validate_options(include_top, pooling, classifier_activation)
+  arch.validate_top(pooling, classifier_activation)
   if params is not None and weights is not None:
     raise ValueError("pass either params or weights, not both.")
   net = arch.derive(alpha, c, classes, include_top)

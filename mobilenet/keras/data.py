@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet.core import preprocess
+from mobilenet.keras import train_config
 from mobilenet.keras.folders import DataError, Split  # pylint: disable=unused-import
 
 
@@ -147,3 +148,19 @@ def keras_mnist(input_size, channels):
   return (ArrayPipeline(x_train, y_train, input_size, channels),
           ArrayPipeline(x_test, y_test, input_size, channels),
           [str(i) for i in range(10)])
+
+
+def load(cfg):
+  """(train pipeline, validation pipeline, class names, skip counter)."""
+  skipped = SkipCounter()
+  if cfg.dataset == "mnist":
+    try:
+      train, val, names = keras_mnist(cfg.input_size, cfg.channels)
+    except DataError as e:
+      raise train_config.TrainError(str(e)) from None
+    train_config.check_classes(cfg, names)
+    return train, val, names, skipped
+  split, val_split, names = train_config.scan(cfg)
+  train = FolderPipeline(split, cfg.input_size, cfg.channels, skipped)
+  val = FolderPipeline(val_split, cfg.input_size, cfg.channels, skipped)
+  return train, val, names, skipped

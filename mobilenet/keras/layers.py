@@ -192,9 +192,7 @@ class Classifier(keras.layers.Layer):
 
   def __init__(self, units, activation="softmax", **kwargs):
     super().__init__(**kwargs)
-    if activation not in ("softmax", None, "linear"):
-      raise ValueError("classifier_activation must be 'softmax' or None "
-                       f"(logits), got {activation!r}.")
+    arch.validate_top(None, activation)
     self.units = units
     self.activation = activation
 

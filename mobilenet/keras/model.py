@@ -1,9 +1,10 @@
 """`MobileNetV2(...)`: keras.applications' signature, layers on the core ops.
 
-The network is read from `arch.derive()` (the single table); every layer is a
-subclassed Layer from layers.py named like its keras.applications twin, so
-`get_layer("block_3_expand_BN")`, `get_weights()` / `set_weights()` and the
-legacy weight files all line up with keras.applications.MobileNetV2.
+The network is `Network.layers` of `arch.derive()` (the single table); each
+entry becomes a subclassed Layer from layers.py (`_KINDS`) named like its
+keras.applications twin, so `get_layer("block_3_expand_BN")`, `get_weights()`
+/ `set_weights()` and the legacy weight files all line up with
+keras.applications.MobileNetV2.
 """
 
 import keras
@@ -34,19 +35,37 @@ def _input_shape(input_shape, input_tensor, include_top, weights, channels):
   return input_shape
 
 
-def _conv(x, conv, bn_momentum):
-  if conv.pad_name:
-    x = L.ZeroPadForStride2(conv.kernel, name=conv.pad_name)(x)
-    padding = "valid"
-  else:
-    padding = "same"
-  x = L.Conv(conv.kind, conv.out_channels, conv.kernel, conv.stride, padding,
-             name=conv.name)(x)
-  x = L.BatchNorm(bn_momentum, name=conv.bn_name)(x)
-  if conv.relu6:
-    relu_name = "out_relu" if conv.name == "Conv_1" else conv.name + "_relu"
-    x = L.ReLU6(name=relu_name)(x)
-  return x
+def _conv(l, o):
+  del o
+  return L.Conv(l.kind, l.out_channels, l.kernel, l.stride, l.padding,
+                name=l.name)
+
+
+# arch.Layer.kind -> (layer, options) -> the layers.py layer for it; None when
+# the Keras layer before it does the work.
+_KINDS = {
+    "pad": lambda l, o: L.ZeroPadForStride2(l.kernel, name=l.name),
+    "conv": _conv,
+    "depthwise": _conv,
+    "bn": lambda l, o: L.BatchNorm(o["bn_momentum"], name=l.name),
+    "relu6": lambda l, o: L.ReLU6(name=l.name),
+    "add": lambda l, o: L.Add(name=l.name),
+    "pool": lambda l, o: L.GlobalPool(l.mode, name=l.name),
+    "dense": lambda l, o: L.Classifier(l.out_channels,
+                                       o["classifier_activation"],
+                                       name=l.name),
+    "softmax": None,  # Keras' Dense("predictions", activation) applies it
+}
+
+
+def _build(net, inputs, **options):
+  """Calls one Keras layer per entry of `net.layers` (see `_KINDS`)."""
+
+  def call(layer, x):
+    make = _KINDS[layer.kind]
+    return x if make is None else make(layer, options)(x)
+
+  return net.run(inputs, call)
 
 
 def _weights_source(weights, alpha, input_shape, include_top):
@@ -72,11 +91,7 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
   0.999).
   """
   alpha = arch.validate_alpha(alpha)
-  if pooling not in (None, "avg", "max"):
-    raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-  if classifier_activation not in ("softmax", None, "linear"):
-    raise ValueError("classifier_activation must be 'softmax' or None, got "
-                     f"{classifier_activation!r}.")
+  arch.validate_top(pooling, classifier_activation)
   source = None
   if weights is not None:
     if not isinstance(weights, str):
@@ -108,21 +123,10 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
   else:
     img_input = input_tensor
 
-  net = arch.derive(alpha, input_shape[-1], classes, include_top)
-  x = _conv(img_input, net.stem, bn_momentum)
-  for block in net.blocks:
-    inputs = x
-    for conv in block.convs:
-      x = _conv(x, conv, bn_momentum)
-    if block.residual:
-      x = L.Add(name=block.prefix + "add")([inputs, x])
-  x = _conv(x, net.head, bn_momentum)
-  if include_top:
-    x = L.GlobalPool("avg", name="global_average_pooling2d")(x)
-    x = L.Classifier(classes, classifier_activation,
-                     name=net.classifier.name)(x)
-  elif pooling:
-    x = L.GlobalPool(pooling, name=f"global_{pooling}_pool")(x)
+  net = arch.derive(alpha, input_shape[-1], classes, include_top, pooling,
+                    classifier_activation)
+  x = _build(net, img_input, bn_momentum=bn_momentum,
+             classifier_activation=classifier_activation)
 
   inputs = (keras.utils.get_source_inputs(input_tensor)
             if input_tensor is not None else img_input)

@@ -15,7 +15,6 @@
 """
 
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -26,19 +25,20 @@ from typing import Callable, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from mobilenet.core import arch
-from mobilenet.core import checkpoint as checkpoint_lib
-from mobilenet.core import params as params_lib
+from mobilenet.keras import curves
 from mobilenet.keras import data as data_lib
+from mobilenet.keras import export as export_lib
 from mobilenet.keras import layers as layers_lib
 from mobilenet.keras import model as model_lib
+from mobilenet.keras import recipe
+from mobilenet.keras import run_dir
+from mobilenet.keras import steps as steps_lib
 from mobilenet.keras.train_config import (  # pylint: disable=unused-import
     Config, OPTIMIZERS, STRATEGIES, TrainError, check_classes, scan, validate)
 
-RUN_FILE = "run.json"
-# Fields that must match to resume from a checkpoint directory.
-_RESUME_KEYS = ("alpha", "input_size", "channels", "class_names", "batch_size",
-                "seed", "optimizer")
+RUN_FILE = run_dir.RUN_FILE
+
+
 @dataclasses.dataclass
 class Result:
   finished: bool
@@ -52,48 +52,6 @@ class Result:
   skipped_images: int = 0
 
 
-def make_strategy(name):
-  if name == "default":
-    return tf.distribute.get_strategy()
-  if name == "multiworker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
-  gpus = tf.config.list_logical_devices("GPU")
-  devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
-  return tf.distribute.MirroredStrategy(devices=devices)
-
-
-def _optimizer(cfg, total_steps):
-  import keras  # pylint: disable=g-import-not-at-top
-  lr = cfg.learning_rate
-  if cfg.lr_schedule == "cosine":
-    # A function of the optimizer's step count, which the checkpoint keeps,
-    # so a resumed run continues on the same curve.
-    lr = keras.optimizers.schedules.CosineDecay(lr, total_steps)
-  if cfg.optimizer == "rmsprop":
-    return keras.optimizers.RMSprop(lr)
-  if cfg.optimizer == "adam":
-    return keras.optimizers.Adam(lr)
-  return keras.optimizers.SGD(lr, momentum=0.9)
-
-
-def load_data(cfg):
-  """(train pipeline, validation pipeline, class names, skip counter)."""
-  skipped = data_lib.SkipCounter()
-  if cfg.dataset == "mnist":
-    try:
-      train, val, names = data_lib.keras_mnist(cfg.input_size, cfg.channels)
-    except data_lib.DataError as e:
-      raise TrainError(str(e)) from None
-    check_classes(cfg, names)
-    return train, val, names, skipped
-  split, val_split, names = scan(cfg)
-  train = data_lib.FolderPipeline(split, cfg.input_size, cfg.channels,
-                                  skipped)
-  val = data_lib.FolderPipeline(val_split, cfg.input_size, cfg.channels,
-                                skipped)
-  return train, val, names, skipped
-
-
 class _StopFlag:
   """Set by SIGINT/SIGTERM (or a test hook); checked after every step."""
 
@@ -103,41 +61,6 @@ class _StopFlag:
   def __call__(self, signum, frame):
     del frame
     self.signum = signum
-
-
-def _write_json(path, obj):
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf8") as f:
-    json.dump(obj, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
-
-
-def save_curve(history, path, final_accuracy=None):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  epochs = [h["epoch"] for h in history]
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-  ax1.plot(epochs, [h["loss"] for h in history], "o-", label="train")
-  ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
-  ax1.set_xlabel("epoch")
-  ax1.set_ylabel("loss")
-  ax1.legend()
-  ax2.plot(epochs, [h["accuracy"] for h in history], "o-", label="train")
-  ax2.plot(epochs, [h["val_accuracy"] for h in history], "o-",
-           label="validation")
-  if final_accuracy is not None:
-    ax2.plot([epochs[-1]], [final_accuracy], "*", markersize=12,
-             label="validation, BN re-estimated")
-  ax2.set_xlabel("epoch")
-  ax2.set_ylabel("accuracy")
-  ax2.legend()
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=80)
-  plt.close(fig)
-  os.replace(tmp, path)
 
 
 class Trainer:
@@ -151,8 +74,8 @@ class Trainer:
     # Test hook: behave as if SIGTERM arrived once this epoch is done.
     self.stop_after_epoch = stop_after_epoch
     self.train_data, self.val_data, self.class_names, self.skipped = (
-        load_data(cfg))
-    self.strategy = make_strategy(cfg.strategy)
+        data_lib.load(cfg))
+    self.strategy = recipe.make_strategy(cfg.strategy)
     import keras  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(cfg.seed)
     with self.strategy.scope():
@@ -160,7 +83,7 @@ class Trainer:
           input_shape=(cfg.input_size, cfg.input_size, cfg.channels),
           alpha=cfg.alpha, weights=None, classes=len(self.class_names),
           classifier_activation=None, bn_momentum=cfg.bn_momentum)
-      self.optimizer = _optimizer(
+      self.optimizer = recipe.make_optimizer(
           cfg, cfg.epochs * self.train_data.steps(cfg.batch_size))
       self.optimizer.build(self.model.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -172,8 +95,7 @@ class Trainer:
         model=self.model, optimizer=self.optimizer, step=self.step,
         epoch=self.epoch, step_in_epoch=self.step_in_epoch,
         finalized=self.finalized)
-    self.history = []
-    self.state = {}
+    self.state = run_dir.RunState(config=self.run_config())
     self._skips_reported = 0
     self._build_steps()
 
@@ -188,122 +110,39 @@ class Trainer:
             "lr_schedule": c.lr_schedule,
             "bn_momentum": c.bn_momentum, "epochs": c.epochs}
 
-  def _run_file(self):
-    return os.path.join(self.cfg.checkpoint_dir, RUN_FILE)
+  @property
+  def history(self):
+    return self.state.history
 
   def restore(self):
     """Resumes from the checkpoint directory when it holds a run."""
-    d = self.cfg.checkpoint_dir
-    if os.path.exists(d) and not os.path.isdir(d):
-      raise TrainError(f"--checkpoint_dir={d} is a file; pass a directory.")
-    os.makedirs(d, exist_ok=True)
-    path = self._run_file()
-    if not os.path.exists(path):
-      if tf.train.latest_checkpoint(d):
-        raise TrainError(f"--checkpoint_dir={d} holds a checkpoint without "
-                         f"{RUN_FILE}; use an empty directory.")
+    state = run_dir.restore(self.cfg.checkpoint_dir, self.checkpoint,
+                            self.run_config())
+    if state is None:
       return False
-    try:
-      with open(path, encoding="utf8") as f:
-        state = json.load(f)
-      saved = state["config"]
-      ckpt = os.path.join(d, state["checkpoint"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-      raise TrainError(f"checkpoint {path} is corrupt ({type(e).__name__}: "
-                       f"{e}); delete {d} to start over.") from None
-    mine = self.run_config()
-    for k in _RESUME_KEYS:
-      if saved.get(k) != mine[k]:
-        raise TrainError(
-            f"checkpoint in {d} was made with {k}={saved.get(k)!r}, this run "
-            f"has {k}={mine[k]!r}; rerun with the original flags or use "
-            "another --checkpoint_dir.")
-    try:
-      self.checkpoint.read(ckpt).assert_existing_objects_matched()
-    except Exception as e:  # pylint: disable=broad-except
-      # A damaged file surfaces as OpError, ValueError, IndexError, ...
-      msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-      raise TrainError(f"cannot restore checkpoint {ckpt}: {msg[:200]}; "
-                       f"delete {d} to start over.") from None
-    self.history = list(state.get("history", []))
     self.state = state
     return True
 
   def save(self):
-    d = self.cfg.checkpoint_dir
-    prefix = os.path.join(d, f"ckpt-{int(self.step.numpy())}")
-    path = self.checkpoint.write(prefix)
-    state = dict(self.state)
-    state.update(config=self.run_config(),
-                 checkpoint=os.path.basename(path),
-                 step=int(self.step.numpy()), epoch=int(self.epoch.numpy()),
-                 step_in_epoch=int(self.step_in_epoch.numpy()),
-                 history=self.history)
-    _write_json(self._run_file(), state)
-    old = self.state.get("checkpoint")
-    self.state = state
-    if old and old != state["checkpoint"]:  # keep only the newest
-      for name in os.listdir(d):
-        if name.startswith(old + "."):
-          os.remove(os.path.join(d, name))
+    self.state = run_dir.save(self.cfg.checkpoint_dir, self.checkpoint,
+                              dataclasses.replace(
+                                  self.state, config=self.run_config(),
+                                  step=int(self.step.numpy()),
+                                  epoch=int(self.epoch.numpy()),
+                                  step_in_epoch=int(
+                                      self.step_in_epoch.numpy())))
 
   # ---- steps ----------------------------------------------------------------
 
   def _build_steps(self):
-    model, optimizer, strategy = self.model, self.optimizer, self.strategy
-    global_batch = self.cfg.batch_size
-
-    def loss_and_counts(labels, logits):
-      per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels=labels, logits=logits)
-      correct = tf.reduce_sum(tf.cast(
-          tf.equal(tf.argmax(logits, -1), labels), tf.float32))
-      n = tf.cast(tf.shape(labels)[0], tf.float32)
-      return per_example, tf.stack([tf.reduce_sum(per_example), correct, n])
-
-    def train_replica(images, labels):
-      with tf.GradientTape() as tape:
-        logits = model(images, training=True)
-        per_example, sums = loss_and_counts(labels, logits)
-        loss = tf.nn.compute_average_loss(per_example,
-                                          global_batch_size=global_batch)
-      grads = tape.gradient(loss, model.trainable_variables)
-      optimizer.apply_gradients(zip(grads, model.trainable_variables))
-      return sums
-
-    def eval_replica(images, labels):
-      _, sums = loss_and_counts(labels, model(images, training=False))
-      return sums
-
-    def bn_replica(images):
-      model(images, training=True)
-      return tf.constant(0.0)
-
-    def reduce(per_replica):
-      return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, None)
-
-    # One trace per step function: the batch dimension stays unknown, so the
-    # last, smaller batch of an epoch does not trigger a second trace.
-    spec = self._distribute(self.val_data.dataset(global_batch)).element_spec
-
-    @tf.function(input_signature=[spec])
-    def train_step(batch):
-      sums = reduce(strategy.run(train_replica, args=batch))
-      self.step.assign_add(1)
-      self.step_in_epoch.assign_add(1)
-      return sums
-
-    @tf.function(input_signature=[spec])
-    def eval_step(batch):
-      return reduce(strategy.run(eval_replica, args=batch))
-
-    @tf.function(input_signature=[spec])
-    def bn_step(batch):
-      strategy.run(bn_replica, args=(batch[0],))
-      self.bn_count.assign_add(1.0)
-
-    self._train_step, self._eval_step, self._bn_step = (train_step, eval_step,
-                                                        bn_step)
+    # One trace per step function, over the validation stream's spec.
+    spec = self._distribute(self.val_data.dataset(
+        self.cfg.batch_size)).element_spec
+    self.steps = steps_lib.build(self.model, self.optimizer, self.strategy,
+                                 self.cfg.batch_size, spec, self)
+    self._train_step = self.steps.train
+    self._eval_step = self.steps.evaluate
+    self._bn_step = self.steps.bn_statistics
 
   def _distribute(self, ds):
     return self.strategy.experimental_distribute_dataset(ds)
@@ -384,7 +223,7 @@ class Trainer:
                                    skip_batches=skip)
       self.log(f"epoch {epoch + 1}/{cfg.epochs}")
       bar = self._progbar(steps)
-      totals = np.array(self.state.get("partial", [0.0, 0.0, 0.0]))
+      totals = np.array(self.state.partial or [0.0, 0.0, 0.0])
       start = time.time()
       for batch in self._distribute(ds):
         totals += self._train_step(batch).numpy()
@@ -393,7 +232,7 @@ class Trainer:
                      [("loss", totals[0] / max(totals[2], 1)),
                       ("accuracy", totals[1] / max(totals[2], 1))])
         if stop.signum is not None:
-          self.state["partial"] = totals.tolist()
+          self.state.partial = totals.tolist()
           self.save()
           self.log(f"interrupted by signal {stop.signum} at step "
                    f"{int(self.step.numpy())}; checkpoint saved in "
@@ -417,7 +256,7 @@ class Trainer:
                f"val_accuracy {val_acc:.4f} ({entry['seconds']:.0f} s)")
       self.epoch.assign_add(1)
       self.step_in_epoch.assign(0)
-      self.state.pop("partial", None)
+      self.state.partial = None
       self.save()
       if (self.stop_after_epoch is not None and
           epoch + 1 >= self.stop_after_epoch):
@@ -441,14 +280,15 @@ class Trainer:
                f"them over {n} training batches")
     else:
       self.log(f"validation accuracy {before:.4f}")
-    self.state.update(accuracy_before_bn_reestimate=before, accuracy=after,
-                      bn_reestimated=bool(cfg.bn_reestimate))
+    self.state.accuracy_before_bn_reestimate = before
+    self.state.accuracy = after
+    self.state.bn_reestimated = bool(cfg.bn_reestimate)
     self.finalized.assign(True)
     self.save()
     export = self.export()
     curve = os.path.join(cfg.checkpoint_dir, "training_curve.png")
     if self.history:
-      save_curve(self.history, curve,
+      curves.save_curve(self.history, curve,
                  after if cfg.bn_reestimate else None)
       self.log(f"training curve: {curve}")
     result = self._result(True)
@@ -457,20 +297,10 @@ class Trainer:
 
   def export(self):
     cfg = self.cfg
-    path = cfg.export_path or os.path.join(cfg.checkpoint_dir, "model.h5")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    net = arch.derive(cfg.alpha, cfg.channels, len(self.class_names))
-    params_lib.save_h5(model_lib.get_params(self.model), path, net)
-    last = self.history[-1] if self.history else {}
-    checkpoint_lib.write_sidecar(
-        os.path.splitext(path)[0] + ".json", path, alpha=cfg.alpha,
-        input_size=cfg.input_size, channels=cfg.channels,
-        labels=self.class_names, normalization="tf",
-        val_accuracy=self.state.get("accuracy"),
-        val_accuracy_before_bn_reestimate=self.state.get(
-            "accuracy_before_bn_reestimate"),
-        epochs=int(self.epoch.numpy()), steps=int(self.step.numpy()),
-        train_loss=last.get("loss"), train_command=cfg.command)
+    path = export_lib.export_model(
+        self.model, cfg.export_path or os.path.join(cfg.checkpoint_dir,
+                                                    "model.h5"),
+        cfg, self.class_names, self.state)
     self.log(f"exported {path} (+ {os.path.basename(path)[:-3]}.json)")
     return path
 
@@ -478,9 +308,8 @@ class Trainer:
     return Result(
         finished=finished, step=int(self.step.numpy()),
         epoch=int(self.epoch.numpy()), history=list(self.history),
-        accuracy_before_bn_reestimate=self.state.get(
-            "accuracy_before_bn_reestimate"),
-        accuracy=self.state.get("accuracy"),
+        accuracy_before_bn_reestimate=self.state.accuracy_before_bn_reestimate,
+        accuracy=self.state.accuracy,
         skipped_images=len(self.skipped))
 
 

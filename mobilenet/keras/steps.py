@@ -1,0 +1,74 @@
+"""The compiled steps of the training loop: train, evaluate, BN statistics.
+
+Each is one tf.function over a distributed batch, run by every replica of
+the tf.distribute strategy; the per-replica loss is scaled by the global
+batch, so N replicas compute the same update as one device with N times the
+batch (BN statistics included: see layers.BatchNorm).
+"""
+
+import dataclasses
+from typing import Callable
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class Steps:
+  train: Callable   # batch -> [loss sum, correct, count]; one update
+  evaluate: Callable  # batch -> [loss sum, correct, count]
+  bn_statistics: Callable  # batch -> None; feeds BN re-estimation
+
+
+def _loss_and_counts(labels, logits):
+  per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+      labels=labels, logits=logits)
+  correct = tf.reduce_sum(tf.cast(
+      tf.equal(tf.argmax(logits, -1), labels), tf.float32))
+  n = tf.cast(tf.shape(labels)[0], tf.float32)
+  return per_example, tf.stack([tf.reduce_sum(per_example), correct, n])
+
+
+def build(model, optimizer, strategy, global_batch, spec, counters):
+  """Steps for `model`; `spec` is the distributed dataset's element_spec
+  (batch dimension unknown: the last, smaller batch of an epoch does not
+  trace again). `counters` holds the tf.Variables step, step_in_epoch and
+  bn_count that the steps advance."""
+
+  def train_replica(images, labels):
+    with tf.GradientTape() as tape:
+      logits = model(images, training=True)
+      per_example, sums = _loss_and_counts(labels, logits)
+      loss = tf.nn.compute_average_loss(per_example,
+                                        global_batch_size=global_batch)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return sums
+
+  def eval_replica(images, labels):
+    _, sums = _loss_and_counts(labels, model(images, training=False))
+    return sums
+
+  def bn_replica(images):
+    model(images, training=True)
+    return tf.constant(0.0)
+
+  def reduce(per_replica):
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, None)
+
+  @tf.function(input_signature=[spec])
+  def train_step(batch):
+    sums = reduce(strategy.run(train_replica, args=batch))
+    counters.step.assign_add(1)
+    counters.step_in_epoch.assign_add(1)
+    return sums
+
+  @tf.function(input_signature=[spec])
+  def eval_step(batch):
+    return reduce(strategy.run(eval_replica, args=batch))
+
+  @tf.function(input_signature=[spec])
+  def bn_step(batch):
+    strategy.run(bn_replica, args=(batch[0],))
+    counters.bn_count.assign_add(1.0)
+
+  return Steps(train_step, eval_step, bn_step)
