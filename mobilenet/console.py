@@ -15,7 +15,7 @@ import importlib
 
 def _cli(module):
   # cli first: it quiets TensorFlow's C++ start-up logs before TF loads.
-  from mobilenet.tflite import cli  # pylint: disable=g-import-not-at-top
+  from mobilenet.core import cli  # pylint: disable=g-import-not-at-top
   cli.run(importlib.import_module(module).main)
 
 

@@ -13,22 +13,20 @@ import csv
 import io
 import os
 
-from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
+from mobilenet.core import cli  # first: quiets TensorFlow's start-up logs
 
 from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 import numpy as np
 
-from mobilenet.core import files  # pylint: disable=g-bad-import-order
-from mobilenet.core import labels as labels_lib
-from mobilenet.core import model_source
+from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
 from mobilenet.core import preprocess
 from mobilenet.tflite import converter
 from mobilenet.tflite import runtime
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("save_to", None, "Directory for fidelity.csv/.md.")
-flags.DEFINE_string("weights", "bundled", "auto|imagenet|bundled|random|PATH")
+cli.define_model_flags(weights="bundled")
 flags.DEFINE_enum("quantize", "int8", ["int8", "uint8", "dynamic", "float16"],
                   "Quantized variant to compare with float.")
 flags.DEFINE_string("images_dir", None, "Evaluation images (default "
@@ -124,7 +122,7 @@ def main(argv):
     raise cli.UsageError(f"--images_dir={images_dir}: no images found")
   calibration = converter.calibration_set(cli.user_path(FLAGS.calibration_dir),
                                           FLAGS.num_calibration)
-  source = converter.resolve_source(model_source.user_spec(FLAGS.weights))
+  source = cli.model_source()
   size, ch = source.input_size, source.channels
   norm = source.normalization
   rep = converter.representative_batch(calibration, size, ch, norm)
@@ -151,9 +149,9 @@ def main(argv):
           "calibration": f"{len(calibration.paths)} images from "
                          f"{calibration.describe()['dir']}",
           "debug_images": len(debug_x)}
-  files.atomic_write(os.path.join(save_to, "fidelity.csv"), buf.getvalue())
+  cli.atomic_write(os.path.join(save_to, "fidelity.csv"), buf.getvalue())
   md = markdown(summary, rows, meta, FLAGS.worst)
-  files.atomic_write(os.path.join(save_to, "fidelity.md"), md)
+  cli.atomic_write(os.path.join(save_to, "fidelity.md"), md)
   print(md)
 
 

@@ -18,35 +18,21 @@ input size of a Keras .h5 is --input_size, else the official Keras file
 name's, else 224. Whatever was assumed is said in one `note:` line.
 """
 
-import sys
+from mobilenet.core import cli  # first: quiets TensorFlow's start-up logs
 
-from absl import app
-from absl import flags
+from absl import flags  # pylint: disable=g-bad-import-order
 
-from mobilenet.core import labels as labels_lib
-from mobilenet.core import model_source
+from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
 from mobilenet.core import preprocess
-from mobilenet.core.files import user_path
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("image", None, "Image file (repeatable).",
                           short_name="i")
-flags.DEFINE_string("weights", "auto", "auto, imagenet, bundled, random or "
-                    "the path of a .h5 / .json checkpoint.")
-flags.DEFINE_string("labels", None, "Class-names file, one per line (a "
-                    "leading 'background' line fits 1001 outputs); default: "
-                    "the weights' own names.")
+cli.define_model_flags()
 flags.DEFINE_integer("top_k", 5, "Labels printed per image.")
 flags.DEFINE_float("input_mean", None, "Subtract from 0..255 pixels.")
 flags.DEFINE_float("input_std", None, "Divide 0..255 pixels (after the "
                    "mean) by this.")
-flags.DEFINE_float("alpha", None, "Width multiplier (default: the weights').")
-flags.DEFINE_integer("input_size", None, "Input size (default: the "
-                     "weights').")
-
-
-class CliError(Exception):
-  pass
 
 
 def normalization_args(source):
@@ -54,7 +40,7 @@ def normalization_args(source):
     return {"mode": source.normalization}
   std = 1.0 if FLAGS.input_std is None else FLAGS.input_std
   if std == 0:
-    raise CliError("--input_std must be non-zero.")
+    raise cli.UsageError("--input_std must be non-zero.")
   mean = 0.0 if FLAGS.input_mean is None else FLAGS.input_mean
   return {"mode": "mean_std", "mean": mean, "std": std}
 
@@ -77,28 +63,18 @@ def classify(paths, source, top_k):
 
 def main(argv):
   if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}; pass images with -i.",
-          file=sys.stderr)
-    return 2
-  try:
-    if not FLAGS.image:
-      raise CliError("no image given; pass one or more with -i IMAGE.")
-    if FLAGS.top_k < 1:
-      raise CliError(f"--top_k must be at least 1, got {FLAGS.top_k}.")
-    paths = [user_path(p) for p in FLAGS.image]
-    for p in paths:  # fail on a bad file before any model work
-      preprocess.load_image(p)
-    source = model_source.resolve(
-        model_source.user_spec(FLAGS.weights), alpha=FLAGS.alpha,
-        input_size=FLAGS.input_size, labels=user_path(FLAGS.labels))
-    model_source.announce(source)
-    normalization_args(source)
-    results = classify(paths, source, FLAGS.top_k)
-  except (CliError, model_source.ModelSourceError, preprocess.ImageError,
-          labels_lib.LabelError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  for path, top in results:
+    raise cli.UsageError(f"unexpected arguments {argv[1:]}; pass images with "
+                         "-i.")
+  if not FLAGS.image:
+    raise cli.UsageError("no image given; pass one or more with -i IMAGE.")
+  if FLAGS.top_k < 1:
+    raise cli.UsageError(f"--top_k must be at least 1, got {FLAGS.top_k}.")
+  paths = [cli.user_path(p) for p in FLAGS.image]
+  for p in paths:  # fail on a bad file before any model work
+    preprocess.load_image(p)
+  source = cli.model_source()
+  normalization_args(source)
+  for path, top in classify(paths, source, FLAGS.top_k):
     print(path)
     for _, name, score in top:
       print(f"  {name}  {score:.5f}")
@@ -106,7 +82,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,21 @@ def mnist_labels():
   return load_labels(data_path(MNIST_LABELS))
 
 
+def default_names(num_outputs):
+  """(names, note) for a model that carries no names of its own: the
+  ImageNet names for 1000 outputs (1001: after a background class), else the
+  output indices; `note` says what was assumed, in one line."""
+  if num_outputs in (1000, 1001):
+    which = ("background + the ImageNet names" if num_outputs == 1001 else
+             "the ImageNet names")
+    return (align(imagenet_labels(), num_outputs),
+            f"labels: {which} (assumed for {num_outputs} outputs; pass "
+            "--labels FILE)")
+  return ([str(i) for i in range(num_outputs)],
+          f"labels: class indices 0..{num_outputs - 1} (the weights carry no "
+          "names; pass --labels FILE)")
+
+
 def _is_background(name):
   return name.strip().lower() in BACKGROUND_NAMES
 

@@ -103,21 +103,14 @@ def _checked(fn, *args):
 
 
 def _default_labels(classes, notes, read_names=False):
-  """ImageNet names for 1000 (1001 with background) outputs, else indices;
-  a note says so unless the names were read (`read_names`)."""
+  """The names of a source without its own; `notes` gets what was assumed
+  unless the names are known to be right (`read_names`)."""
   if classes is None:
     return []
-  if classes in (1000, 1001):
-    names = labels_lib.align(labels_lib.imagenet_labels(), classes)
-    if not read_names:
-      which = "background + the ImageNet names" if classes == 1001 else (
-          "the ImageNet names")
-      notes.append(f"labels: {which} (assumed for {classes} outputs; pass "
-                   "--labels FILE)")
-    return names
-  notes.append(f"labels: class indices 0..{classes - 1} (the weights carry "
-               "no names; pass --labels FILE)")
-  return [str(i) for i in range(classes)]
+  names, note = labels_lib.default_names(classes)
+  if not read_names:
+    notes.append(note)
+  return names
 
 
 # ---- imagenet / random ------------------------------------------------------

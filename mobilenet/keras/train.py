@@ -16,17 +16,15 @@ flags resumes at the step where it stopped.  For several machines use
 --strategy=multiworker and set TF_CONFIG on each; nothing else changes.
 """
 
-import os
 import shlex
 import sys
 
-from absl import app
-from absl import flags
+from mobilenet.core import cli  # first: quiets TensorFlow's start-up logs
 
-from mobilenet.core import checkpoint
-from mobilenet.core import model_source
+from absl import flags  # pylint: disable=g-bad-import-order
+
+from mobilenet.core import checkpoint  # pylint: disable=g-bad-import-order
 from mobilenet.core import preprocess
-from mobilenet.core.files import user_path
 from mobilenet.keras import folders
 from mobilenet.keras import train_config
 
@@ -83,10 +81,6 @@ COMMANDS = ("train", "predict", "eval")
 _ARGV = list(sys.argv)
 
 
-class CliError(Exception):
-  pass
-
-
 def _config(argv):
   names = ("data_dir", "val_dir", "val_split", "dataset", "alpha",
            "input_size", "channels", "classes", "epochs", "batch_size",
@@ -96,7 +90,7 @@ def _config(argv):
            "bn_reestimate_batches", "seed")
   values = {n: getattr(FLAGS, n) for n in names}
   for n in ("data_dir", "val_dir", "checkpoint_dir", "export_path"):
-    values[n] = user_path(values[n])
+    values[n] = cli.user_path(values[n])
   del argv
   values["command"] = "tools/bazel run //mobilenet/keras:train -- " + \
       " ".join(shlex.quote(a) for a in _ARGV[1:])
@@ -105,7 +99,8 @@ def _config(argv):
 
 def _train(argv):
   if len(argv) > 2:
-    raise CliError(f"train takes no positional arguments, got {argv[2:]}.")
+    raise cli.UsageError(
+        f"train takes no positional arguments, got {argv[2:]}.")
   cfg = _config(argv)
   train_config.validate(cfg)
   if cfg.dataset == "folder":
@@ -123,13 +118,10 @@ def _train(argv):
 
 
 def _load_model():
-  # --input_size has a training default; only an explicit one counts here.
-  size = FLAGS.input_size if FLAGS["input_size"].present else None
-  source = model_source.resolve(model_source.user_spec(FLAGS.weights),
-                                input_size=size,
-                                labels=user_path(FLAGS.labels))
-  model_source.announce(source)
-  return source
+  # --alpha / --input_size have training defaults; only explicit ones count.
+  return cli.model_source(
+      alpha=FLAGS.alpha if FLAGS["alpha"].present else None,
+      input_size=FLAGS.input_size if FLAGS["input_size"].present else None)
 
 
 def _classifier(source, batch_size=None):
@@ -140,11 +132,11 @@ def _classifier(source, batch_size=None):
 
 
 def _predict(argv):
-  paths = [user_path(p) for p in argv[2:]]
+  paths = [cli.user_path(p) for p in argv[2:]]
   if not paths:
-    raise CliError("predict needs at least one image path.")
+    raise cli.UsageError("predict needs at least one image path.")
   if FLAGS.top_k < 1:
-    raise CliError(f"--top_k must be at least 1, got {FLAGS.top_k}.")
+    raise cli.UsageError(f"--top_k must be at least 1, got {FLAGS.top_k}.")
   source = _load_model()
   images, failed = [], []
   for path in paths:
@@ -154,7 +146,7 @@ def _predict(argv):
     except preprocess.ImageError as e:
       failed.append(str(e))
   if failed and not images:
-    raise CliError(failed[0] if len(failed) == 1 else
+    raise cli.UsageError(failed[0] if len(failed) == 1 else
                    f"{len(failed)} images failed: {'; '.join(failed)}")
   import numpy as np  # pylint: disable=g-import-not-at-top
   from mobilenet.core import labels as labels_lib  # pylint: disable=g-import-not-at-top
@@ -172,15 +164,13 @@ def _predict(argv):
 
 def _eval(argv):
   if len(argv) > 2:
-    raise CliError(f"eval takes no positional arguments, got {argv[2:]}.")
-  try:
-    split, names = folders.scan_folder(user_path(FLAGS.data_dir))
-  except folders.DataError as e:
-    raise CliError(str(e)) from None
+    raise cli.UsageError(
+        f"eval takes no positional arguments, got {argv[2:]}.")
+  split, names = folders.scan_folder(cli.user_path(FLAGS.data_dir))
   source = _load_model()
   if names != source.labels:
-    raise CliError(f"class folders {names} do not match the model's labels "
-                   f"{source.labels[:10]}.")
+    raise cli.UsageError(f"class folders {names} do not match the model's "
+                         f"labels {source.labels[:10]}.")
   import numpy as np  # pylint: disable=g-import-not-at-top
   model = _classifier(source)
   correct = 0
@@ -199,8 +189,8 @@ def _eval(argv):
 
 def _record(source, accuracy, count):
   if not source.metadata:
-    raise CliError("--record needs one of our checkpoints (with a .json "
-                   "sidecar).")
+    raise cli.UsageError("--record needs one of our checkpoints (with a .json "
+                         "sidecar).")
   path = checkpoint.sidecar_path(source.weights_path)
   checkpoint.update_sidecar(
       path, heldout_accuracy=accuracy, heldout_images=count,
@@ -215,17 +205,12 @@ def main(argv):
     print(f"error: expected a command ({', '.join(COMMANDS)}), got {got}; "
           "see --help.", file=sys.stderr)
     return 2
-  try:
-    return {"train": _train, "predict": _predict, "eval": _eval}[argv[1]](argv)
-  except (CliError, train_config.TrainError, model_source.ModelSourceError,
-          preprocess.ImageError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  return {"train": _train, "predict": _predict, "eval": _eval}[argv[1]](argv)
 
 
 def run():
-  # absl's app.run exits with main's return value.
-  app.run(main)
+  # Exits with main's return value; bad input is one `error:` line.
+  cli.run(main)
 
 
 if __name__ == "__main__":

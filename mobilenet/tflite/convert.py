@@ -12,22 +12,17 @@ else the bundled digit model, and says which.
 import os
 import sys
 
-from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
+from mobilenet.core import cli  # first: quiets TensorFlow's start-up logs
 
 from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 
-from mobilenet.core import model_source  # pylint: disable=g-bad-import-order
-from mobilenet.tflite import converter
+from mobilenet.tflite import converter  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("save_to", None, "Output directory (created when the "
                     "model is written).")
-flags.DEFINE_string("weights", "auto", "auto | imagenet | bundled | random | "
-                    "PATH of a Keras .h5 or checkpoint .json.")
-flags.DEFINE_float("alpha", None, "Width multiplier; default: the weights'.")
-flags.DEFINE_integer("input_size", None, "Input height = width in pixels "
-                     "(>= 32); default: the weights'.")
+cli.define_model_flags()
 flags.DEFINE_enum("quantize", "int8", list(converter.QUANTIZATIONS),
                   "int8 / uint8: full-integer with int8 / uint8 input and "
                   "output; float16 weights; dynamic-range; float.")
@@ -35,9 +30,6 @@ flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
                     "(default: data/calibration, 100 real digits).")
 flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
                      "Calibration images, first N in sorted path order.")
-flags.DEFINE_string("labels", None, "Class-names file, one per line, stored "
-                    "in the sidecar (default: the weights' own names; a "
-                    "leading 'background' line fits 1001 outputs).")
 flags.DEFINE_string("name", None, "Output file stem (default: descriptive).")
 flags.mark_flag_as_required("save_to")
 
@@ -89,12 +81,9 @@ def main(argv):
   if FLAGS.quantize in converter.FULL_INTEGER:
     # Fail on bad calibration input before the slow part.
     converter.calibration_set(calibration_dir, FLAGS.num_calibration)
-  source = converter.resolve_source(
-      model_source.user_spec(FLAGS.weights), FLAGS.alpha, FLAGS.input_size,
-      cli.user_path(FLAGS.labels))
+  source = cli.model_source()
   if FLAGS.weights == "auto":
     print(f"weights=auto: using {source.description}")
-  model_source.announce(source)
   converted = converter.convert_source(
       source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
       name=FLAGS.name)

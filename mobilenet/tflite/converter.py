@@ -156,16 +156,6 @@ def make_converter(concrete_function, quantize, representative=None,
 # ---- model sources --------------------------------------------------------
 
 
-def resolve_source(spec="auto", alpha=None, input_size=None, labels=None):
-  """The ModelSource --weights names (see core/model_source.py)."""
-  from mobilenet.core import model_source  # pylint: disable=g-import-not-at-top
-  try:
-    return model_source.resolve(spec, alpha=alpha, input_size=input_size,
-                                labels=labels)
-  except ValueError as e:
-    raise ConversionError(str(e)) from None
-
-
 def source_field(source, name, default=None):
   return getattr(source, name, default)
 

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 
-from mobilenet.tflite import cli  # first: quiets TensorFlow's start-up logs
+from mobilenet.core import cli  # first: quiets TensorFlow's start-up logs
 
 from absl import flags  # pylint: disable=g-bad-import-order
 import numpy as np
@@ -25,15 +25,15 @@ import numpy as np
 from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
 from mobilenet.tflite import runtime
 
-DEFAULT_MODEL = "mobilenet_v2_int8.tflite"
-
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("image", None, "Image file; repeat for several.",
                           short_name="i")
 flags.DEFINE_string("model", None, "A .tflite classifier (default: the "
                     "bundled int8 digit model).")
-flags.DEFINE_string("labels", None, "Class names, one per line (default: the "
-                    "model's sidecar, else output indices).")
+flags.DEFINE_string("labels", None, "Class names, one per line (a leading "
+                    "'background' line fits 1001 outputs; default: the "
+                    "model's sidecar, else ImageNet names for 1000/1001 "
+                    "outputs, else output indices, said in a note).")
 flags.DEFINE_integer("top_k", 5, "Classes shown per image.", lower_bound=1)
 flags.DEFINE_integer("num_threads", None, "LiteRT threads (default: LiteRT's).",
                      lower_bound=1)
@@ -44,20 +44,6 @@ flags.DEFINE_enum("data_format", "channel_last",
 flags.mark_flag_as_required("image")
 
 
-def default_model():
-  here = os.path.dirname(os.path.abspath(__file__))
-  path = os.path.join(here, DEFAULT_MODEL)
-  if os.path.isfile(path):
-    return path
-  built = os.path.join(here, "..", "..", "bazel-bin", "mobilenet", "tflite",
-                       DEFAULT_MODEL)
-  if os.path.isfile(built):
-    return os.path.normpath(built)
-  raise cli.UsageError(
-      "the default model is not built; run `tools/bazel build "
-      "//mobilenet/tflite:mobilenet_v2_int8` or pass --model")
-
-
 def class_names(model, meta):
   n = model.num_classes
   if FLAGS.labels:
@@ -65,7 +51,9 @@ def class_names(model, meta):
     return labels_lib.align(labels_lib.load_labels(path), n)
   if meta and meta.get("labels"):
     return labels_lib.align(meta["labels"], n)
-  return [str(i) for i in range(n)]
+  names, note = labels_lib.default_names(n)
+  print(f"note: {note}", file=sys.stderr)
+  return names
 
 
 def _safe(name):
@@ -122,7 +110,8 @@ def _replace_dir(tmp, final):
 def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments {argv[1:]}; use -i IMAGE")
-  model_path = cli.user_path(FLAGS.model) if FLAGS.model else default_model()
+  model_path = (cli.user_path(FLAGS.model) if FLAGS.model else
+                runtime.default_model())
   save_to = cli.output_dir(cli.user_path(FLAGS.save_to)) if FLAGS.save_to else None
   dump = save_to is not None
   model = runtime.Model(model_path, num_threads=FLAGS.num_threads,

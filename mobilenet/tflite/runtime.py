@@ -67,6 +67,23 @@ def check_model_bytes(data, name="<bytes>"):
                          f"byte {root} of {len(data)})")
 
 
+DEFAULT_MODEL = "mobilenet_v2_int8.tflite"
+
+
+def default_model():
+  """The bundled int8 digit model that //mobilenet/tflite:mobilenet_v2_int8
+  builds: beside this file (runfiles, the wheel) or in the tree's bazel-bin."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  for d in (here, os.path.join(here, "..", "..", "bazel-bin", "mobilenet",
+                               "tflite")):
+    path = os.path.normpath(os.path.join(d, DEFAULT_MODEL))
+    if os.path.isfile(path):
+      return path
+  raise ModelFileError(
+      "the default model is not built; run `tools/bazel build "
+      "//mobilenet/tflite:mobilenet_v2_int8` or pass --model")
+
+
 def read_sidecar(model_path):
   """The converter's JSON sidecar next to `model_path`, or None."""
   path = os.path.splitext(os.fspath(model_path))[0] + ".json"
