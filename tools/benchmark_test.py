@@ -1,5 +1,6 @@
-"""benchmark.py on a tiny configuration: every metric is produced, finite and
-positive, and the three reports are written (no timing assertions)."""
+"""The benchmark (tools/benchmark*.py) on a tiny configuration: every metric
+is produced, finite and positive, and the three reports are written (no
+timing assertions)."""
 
 import json
 import math
@@ -12,8 +13,11 @@ import numpy as np
 from PIL import Image
 
 from tools import benchmark
+from tools import benchmark_harness
+from tools import benchmark_report
+from tools import benchmark_run
 
-TINY = benchmark.Config(
+TINY = benchmark_harness.Config(
     "tiny", alpha=0.35, size=32, throughput_batch=2, train_batch=4,
     train_steps=1, latency_rounds=2, latency_calls=1, throughput_rounds=2,
     tflite_rounds=2, tflite_calls=1, conversion_repeats=1, train_rounds=1,
@@ -30,7 +34,7 @@ class InterleavedTest(absltest.TestCase):
         counts[name] += 1
       return fn
 
-    medians, samples = benchmark.interleaved(
+    medians, samples = benchmark_harness.interleaved(
         {k: counter(k) for k in counts}, rounds=4, calls=3, warmup=2)
     self.assertEqual(counts, {"a": 14, "b": 14, "c": 14})
     for k in counts:
@@ -42,7 +46,7 @@ class RunTest(absltest.TestCase):
   """Parts of the run (spread over Bazel shards); each writes the reports."""
 
   def _check(self, only, want):
-    metrics, details = benchmark.run(TINY, only=only, seed=1)
+    metrics, details = benchmark_run.run(TINY, only=only, seed=1)
     keys = [m.key for m in metrics]
     for k in want:
       self.assertIn(k, keys)
@@ -56,8 +60,8 @@ class RunTest(absltest.TestCase):
     out = self.create_tempdir().full_path
     meta = {"command": "test", "date": "now", "seconds": 1.0,
             "load_before": (1.0, 1.0, 1.0), "load_after": (1.0, 1.0, 1.0),
-            "env": benchmark.environment(), **details}
-    paths = benchmark.write_reports(metrics, meta, out)
+            "env": benchmark_report.environment(), **details}
+    paths = benchmark_report.write_reports(metrics, meta, out)
     self.assertCountEqual(os.listdir(out),
                           ["benchmark.md", "benchmark.json", "benchmark.png"])
     with open(paths["json"]) as f:
