@@ -31,7 +31,7 @@ flags.DEFINE_string("out_dir", "data/benchmark", "Where benchmark.md/.json/.png 
 flags.DEFINE_list("only", [], "Run a subset, e.g. --only=P1,P3 (default: all).")
 flags.DEFINE_integer("seed", 0, "Seed of the random inputs and of the "
                      "training run (P6); the shared float weights are the "
-                     "live random model of mobilenet.tflite.testing.")
+                     "live random model of mobilenet.testing.models.")
 flags.DEFINE_bool("profile", False, "Also time TF ops by type at the P1 and "
                   "P2 batch sizes (tf.profiler); recorded in the JSON.")
 

@@ -18,7 +18,7 @@ from mobilenet.core import forward
 from mobilenet.core import labels as labels_lib
 from mobilenet.tflite import converter
 from mobilenet.tflite import runtime
-from mobilenet.tflite import testing
+from mobilenet.testing import models
 from tools import benchmark_harness as harness
 
 KERAS_BASELINE = ("keras.applications.MobileNetV2 called inside a tf.function "
@@ -35,7 +35,7 @@ def shared_model(cfg):
   tests' fixture), so activations and int8 calibration look like a trained
   net's.
   """
-  source = testing.live_random_source(cfg.alpha, cfg.size, channels=3,
+  source = models.live_random_source(cfg.alpha, cfg.size, channels=3,
                                       classes=1000)
   return source, keras_reference(source.params, cfg.alpha, cfg.size)
 

@@ -13,7 +13,7 @@ import csv
 import io
 import os
 
-from mobilenet.tflite import cli  # first: quiets LiteRT's start-up logs
+from mobilenet.core import cli  # first: quiets LiteRT's start-up logs
 
 from absl import flags  # pylint: disable=g-bad-import-order
 import numpy as np
@@ -28,17 +28,6 @@ flags.DEFINE_string("save_to", None, "Directory for layer_table.csv/.md.")
 
 FIELDS = ("keras_layer", "kind", "tflite_op", "tensor_index", "tensor_name",
           "shape", "dtype", "params", "macs", "scale", "zero_point", "note")
-
-
-def default_model():
-  here = os.path.dirname(os.path.abspath(__file__))
-  for d in (os.path.join(here, "..", "mobilenet", "tflite"),
-            os.path.join(here, "..", "bazel-bin", "mobilenet", "tflite")):
-    path = os.path.normpath(os.path.join(d, "mobilenet_v2_int8.tflite"))
-    if os.path.isfile(path):
-      return path
-  raise cli.UsageError("build //mobilenet/tflite:mobilenet_v2_int8 or pass "
-                       "--model")
 
 
 # arch.Layer.kind -> (the TFLite op computing it, note).  No op: the layer
@@ -149,15 +138,13 @@ def main(argv):
   del argv
   if not FLAGS.save_to:
     raise cli.UsageError("--save_to is required")
-  model = cli.user_path(FLAGS.model) if FLAGS.model else default_model()
+  model = (cli.user_path(FLAGS.model) if FLAGS.model else
+           runtime.default_model())
   save_to = cli.output_dir(cli.user_path(FLAGS.save_to))
   csv_text, md = generate(model)
-  os.makedirs(save_to, exist_ok=True)
   for name, text in (("layer_table.csv", csv_text), ("layer_table.md", md)):
     path = os.path.join(save_to, name)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(path + ".tmp", path)
+    cli.atomic_write(path, text)
     print(f"wrote {path}")
 
 

@@ -13,7 +13,7 @@ from tools import layer_table
 class LayerTableTest(absltest.TestCase):
 
   def test_committed_table_is_current(self):
-    csv_text, md = layer_table.generate(layer_table.default_model())
+    csv_text, md = layer_table.generate(layer_table.runtime.default_model())
     for name, text in (("layer_table.csv", csv_text), ("layer_table.md", md)):
       with open(labels.data_path(os.path.join("docs", name)),
                 encoding="utf-8") as f:
@@ -23,7 +23,7 @@ class LayerTableTest(absltest.TestCase):
             "layer_table -- --save_to data/docs`")
 
   def test_params_and_shapes_match_the_flatbuffer(self):
-    path = layer_table.default_model()
+    path = layer_table.runtime.default_model()
     model = layer_table.runtime.Model(path, use_default_delegates=False)
     rows = layer_table.rows_for(model, layer_table.runtime.read_sidecar(path))
     interp = model.interpreter

@@ -12,7 +12,7 @@ import itertools
 import os
 import textwrap
 
-from mobilenet.tflite import cli
+from mobilenet.core import cli
 
 from absl import flags  # pylint: disable=g-bad-import-order
 import matplotlib

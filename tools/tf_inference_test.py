@@ -1,30 +1,21 @@
 """tools/tf_inference.py run as a subprocess on the bundled digit samples."""
 
 import os
-import subprocess
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl.testing import absltest
 
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
-from mobilenet.core import testfiles
+from mobilenet.testing import models
+from mobilenet.testing import tools
 
-TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                    "tf_inference.py")
 DATA = labels_lib.data_path("")
 DIGITS = (0, 2, 3, 7, 9)
 
 
 def _run(args, env=None):
-  full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-                  TF_CPP_MIN_LOG_LEVEL="2")
-  full_env.update(env or {})
-  return subprocess.run([sys.executable, TOOL] + args, capture_output=True,
-                        text=True, env=full_env, cwd="/", timeout=300,
-                        check=False)
+  return tools.run_tool("tools/tf_inference.py", *args, env=env, cwd="/",
+                        timeout=300)
 
 
 def _parse(stdout):
@@ -108,7 +99,7 @@ class WeightsWithoutSidecarTest(absltest.TestCase):
     if not os.path.exists(model_source.bundled_sidecar_path()):
       raise absltest.SkipTest("bundled model not built yet")
     d = absltest.get_default_test_tmpdir()
-    cls.h5, cls.labels = testfiles.digit_model_1001(d)
+    cls.h5, cls.labels = models.digit_model_1001(d)
     cls.epoch_h5 = os.path.join(d, "epoch_50.h5")
     with open(cls.h5, "rb") as src, open(cls.epoch_h5, "wb") as dst:
       dst.write(src.read())
@@ -141,7 +132,7 @@ class WeightsWithoutSidecarTest(absltest.TestCase):
     self.assertEqual(self._notes(proc), [])
     results = _parse(proc.stdout)
     for d, path in zip(DIGITS, self.images):
-      self.assertEqual(results[path][0][0], testfiles.DIGIT_NAMES[d])
+      self.assertEqual(results[path][0][0], models.DIGIT_NAMES[d])
 
   def test_without_labels_1001_outputs_use_imagenet_names_and_say_so(self):
     path = self.images[DIGITS.index(7)]

@@ -1,9 +1,6 @@
 """arch.derive() against keras.applications.MobileNetV2 itself."""
 
-import os
 import re
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl.testing import absltest
 from absl.testing import parameterized

@@ -1,9 +1,5 @@
 """Full parity sweep: 6 alphas x the 5 ImageNet input sizes (manual, large)."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import logging
 from absl.testing import absltest
 from absl.testing import parameterized

@@ -3,8 +3,6 @@ weights and random BN statistics."""
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl.testing import absltest
 from absl.testing import parameterized
 import keras

@@ -3,8 +3,6 @@ Keras itself (its initializers, its legacy saver and its loader)."""
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl.testing import absltest
 from absl.testing import parameterized
 import h5py

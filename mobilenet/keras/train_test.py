@@ -2,30 +2,22 @@
 
 import os
 import shutil
-import subprocess
-import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl.testing import absltest
 from absl.testing import parameterized
 
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
-from mobilenet.core import testfiles
-from mobilenet.keras import testdata
+from mobilenet.testing import images
+from mobilenet.testing import models
+from mobilenet.testing import tools
 
-CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
 DATA = labels_lib.data_path("")
 
 
 def _run(args, cwd=None, env=None):
-  full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
-                  TF_CPP_MIN_LOG_LEVEL="2")
-  full_env.update(env or {})
-  return subprocess.run([sys.executable, CLI] + args, capture_output=True,
-                        text=True, cwd=cwd, env=full_env, timeout=300,
-                        check=False)
+  return tools.run_tool("mobilenet/keras/train.py", *args, cwd=cwd, env=env,
+                        timeout=300)
 
 
 class BadInputTest(parameterized.TestCase):
@@ -49,7 +41,7 @@ class BadInputTest(parameterized.TestCase):
 
   def test_class_folder_without_images(self):
     d = self.create_tempdir()
-    testdata.make_folder(d.full_path, per_class=2, bad_files=False)
+    images.make_folder(d.full_path, per_class=2, bad_files=False)
     os.makedirs(os.path.join(d.full_path, "empty_class"))
     d.create_file("empty_class/notes.txt", content="no images here")
     self._assert_one_line_error(_run(["train", f"--data_dir={d.full_path}"]),
@@ -61,7 +53,7 @@ class BadInputTest(parameterized.TestCase):
                             ("--epochs=0", "--epochs"))
   def test_invalid_flags(self, flag, needle):
     d = self.create_tempdir()
-    testdata.make_folder(d.full_path, per_class=2, bad_files=False)
+    images.make_folder(d.full_path, per_class=2, bad_files=False)
     self._assert_one_line_error(
         _run(["train", f"--data_dir={d.full_path}", flag]), needle)
 
@@ -96,7 +88,7 @@ class PredictTest(absltest.TestCase):
 
   def test_predict_takes_labels_for_a_1001_output_file(self):
     d = self.create_tempdir().full_path
-    h5, labels = testfiles.digit_model_1001(d)
+    h5, labels = models.digit_model_1001(d)
     digits = (0, 2, 3, 7, 9)
     images = [os.path.join(DATA, f"samples/digit_{k}.png") for k in digits]
     proc = _run(["predict", "--weights", h5, "--labels", labels,
@@ -106,7 +98,7 @@ class PredictTest(absltest.TestCase):
     lines = proc.stdout.strip().splitlines()
     for k, line in zip(digits, lines):
       self.assertEqual(line.split(": ", 1)[1].split(" ")[0],
-                       testfiles.DIGIT_NAMES[k], line)
+                       models.DIGIT_NAMES[k], line)
 
   def test_eval_matches_class_folders_to_the_labels_given(self):
     d = self.create_tempdir()

@@ -8,8 +8,10 @@ from absl.testing import absltest
 
 from mobilenet.core import arch
 from mobilenet.core import params as params_lib
-from mobilenet.tflite import clitest
+from mobilenet.testing import tools
 from mobilenet.tflite import runtime
+
+CONVERT = "mobilenet/tflite/convert.py"
 
 
 def _sha(path):
@@ -23,7 +25,7 @@ class ConvertCliTest(absltest.TestCase):
     outs = []
     for _ in range(2):
       out = self.create_tempdir().full_path
-      r = clitest.run("convert", "--save_to", out, "--weights", "random",
+      r = tools.run_tool(CONVERT, "--save_to", out, "--weights", "random",
                       "--alpha", "0.35", "--input_size", "32",
                       "--quantize", "uint8", "--num_calibration", "10")
       self.assertEqual(r.returncode, 0, r.stderr)
@@ -61,10 +63,10 @@ class ConvertCliTest(absltest.TestCase):
         out = os.path.join(d.full_path, "out_" + what, "nested")
         argv = ["--save_to", out, "--weights", "random", "--alpha", "0.35",
                 "--input_size", "32"] + args
-        r = clitest.run("convert", *argv)
+        r = tools.run_tool(CONVERT, *argv)
         self.assertNotEqual(r.returncode, 0)
         self.assertNotIn("Traceback", r.stderr)
-        lines = clitest.error_lines(r)
+        lines = tools.error_lines(r)
         self.assertLen(lines, 1, r.stderr)
         self.assertIn(needle, lines[0])
         # No output directory before there is something to put in it.
@@ -76,7 +78,7 @@ class ConvertCliTest(absltest.TestCase):
     weights = os.path.join(d, "mnv2_imagenet.h5")
     params_lib.save_h5(params_lib.init(net, seed=1), weights, net)
     out = os.path.join(d, "out")
-    r = clitest.run("convert", "--save_to", out, "--weights", weights,
+    r = tools.run_tool(CONVERT, "--save_to", out, "--weights", weights,
                     "--input_size", "32", "--quantize", "float")
     self.assertEqual(r.returncode, 0, r.stderr)
     stem = "mobilenet_v2_file-mnv2_imagenet_a035_32x32x3_float"

@@ -14,13 +14,13 @@ from PIL import Image
 
 from mobilenet.core import preprocess
 from mobilenet.tflite import converter
-from mobilenet.tflite import testing
+from mobilenet.testing import models
 
 ALPHA, SIZE = 0.35, 32
 
 
 def _random_source():
-  return testing.live_random_source(ALPHA, SIZE, channels=1, classes=10)
+  return models.live_random_source(ALPHA, SIZE, channels=1, classes=10)
 
 
 class CalibrationTest(absltest.TestCase):

@@ -11,8 +11,10 @@ from ai_edge_litert.interpreter import Interpreter
 
 from mobilenet.core import model_source
 from mobilenet.core import preprocess
-from mobilenet.tflite import clitest
+from mobilenet.testing import tools
 from mobilenet.tflite import converter
+
+INFER = "mobilenet/tflite/infer.py"
 
 SAMPLES = sorted(glob.glob(os.path.join(
     os.path.dirname(converter.default_calibration_dir()), "samples",
@@ -54,7 +56,7 @@ class InferTest(absltest.TestCase):
         args = ["--model", path, "--top_k", "3", "--num_threads", "1"]
         for s in SAMPLES:
           args += ["-i", s]
-        r = clitest.run("infer", *args)
+        r = tools.run_tool(INFER, *args)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(_top1(r.stdout), self.want)
 
@@ -62,7 +64,7 @@ class InferTest(absltest.TestCase):
     labels = self.create_tempfile(
         content="background\n" + "\n".join(f"digit {n}" for n in
                                            self.source.labels) + "\n")
-    r = clitest.run("infer", "--model", self.models["int8"], "--labels",
+    r = tools.run_tool(INFER, "--model", self.models["int8"], "--labels",
                     labels.full_path, "-i", SAMPLES[0])
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertEqual(r.stdout.splitlines()[1].split()[:2],
@@ -70,7 +72,7 @@ class InferTest(absltest.TestCase):
 
   def test_dump_has_one_file_per_tensor_with_shapes(self):
     out = self.create_tempdir().full_path
-    r = clitest.run("infer", "--model", self.models["int8"], "-i", SAMPLES[0],
+    r = tools.run_tool(INFER, "--model", self.models["int8"], "-i", SAMPLES[0],
                     "-i", SAMPLES[1], "--save_to", out, "--data_format",
                     "channel_first")
     self.assertEqual(r.returncode, 0, r.stderr)
@@ -124,10 +126,10 @@ class InferTest(absltest.TestCase):
     }
     for what, (args, needle) in cases.items():
       with self.subTest(what):
-        r = clitest.run("infer", *args)
+        r = tools.run_tool(INFER, *args)
         self.assertNotEqual(r.returncode, 0)
         self.assertNotIn("Traceback", r.stderr)
-        lines = clitest.error_lines(r)
+        lines = tools.error_lines(r)
         self.assertLen(lines, 1, r.stderr)
         self.assertRegex(lines[0], needle)
         self.assertEqual(r.stdout, "")

@@ -8,7 +8,7 @@ from absl.testing import absltest
 from mobilenet.core import preprocess
 from mobilenet.tflite import converter
 from mobilenet.tflite import runtime
-from mobilenet.tflite import testing
+from mobilenet.testing import models
 
 
 def _samples():
@@ -45,7 +45,7 @@ class ModelTest(absltest.TestCase):
     super().setUpClass()
     # 3 channels, a non-square-friendly size and no classifier softmax: the
     # runtime must read all of it from the file.
-    source = testing.live_random_source(0.35, 40, channels=3, classes=7)
+    source = models.live_random_source(0.35, 40, channels=3, classes=7)
     cls.tf_model = converter.build_model(source, classifier_activation=None)
     cls.pixels = preprocess.load_images(_samples(), 40, channels=3, mode="raw")
     cls.want = cls.tf_model(preprocess.preprocess_input(cls.pixels)[:1]).numpy()

@@ -10,9 +10,11 @@ from absl.testing import absltest
 
 from mobilenet.core import model_source
 from mobilenet.core import preprocess
-from mobilenet.tflite import clitest
+from mobilenet.testing import tools
 from mobilenet.tflite import converter
 from mobilenet.tflite import runtime
+
+CONVERT = "mobilenet/tflite/convert.py"
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAME = "mobilenet_v2_int8"
@@ -44,7 +46,7 @@ class ArtifactTest(absltest.TestCase):
 
   def test_clean_conversion_reproduces_the_artifact(self):
     out = self.create_tempdir().full_path
-    r = clitest.run("convert", "--save_to", out, "--weights", "bundled",
+    r = tools.run_tool(CONVERT, "--save_to", out, "--weights", "bundled",
                     "--quantize", "int8", "--name", NAME)
     self.assertEqual(r.returncode, 0, r.stderr)
     for ext in (".tflite", ".json"):

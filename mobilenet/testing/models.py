@@ -1,0 +1,73 @@
+"""Models for tests, shaped like the ones users bring.
+
+`live_random_source`: Keras-style random init with unit BN statistics shrinks
+activations layer by layer until the logits are ~1e-11, which makes any
+quantization comparison meaningless; setting each BN's moving statistics to
+the batch statistics of real digits (one training-mode pass) gives unit-scale
+activations, like a trained net.
+
+`digit_model_1001` turns the bundled digit model into a 1001-output Keras
+weight file (output 0 a background class, outputs 1..10 the digits, the rest
+never winning) with no sidecar, the way a TF-slim-style fine-tuned model
+arrives: nothing but weights and a labels file beside it.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from mobilenet.core import arch
+from mobilenet.core import forward
+from mobilenet.core import model_source
+from mobilenet.core import ops
+from mobilenet.core import params as params_lib
+from mobilenet.core import preprocess
+from mobilenet.tflite import converter
+
+
+def live_random_source(alpha=0.35, input_size=32, channels=1, classes=10,
+                       num_images=32):
+  source = model_source.resolve("random", alpha=alpha, input_size=input_size,
+                                channels=channels, classes=classes)
+  paths = preprocess.find_images(converter.default_calibration_dir())
+  images = preprocess.load_images(paths[-num_images:], input_size,
+                                  channels=channels)
+  zeroed = {k: dict(v) for k, v in source.params.items()}
+  for v in zeroed.values():
+    if "moving_mean" in v:
+      v["moving_mean"] = np.zeros_like(v["moving_mean"])
+      v["moving_variance"] = np.zeros_like(v["moving_variance"])
+  _, stats = forward.forward(zeroed, images, alpha=alpha, training=True)
+  # Moving stats started at 0, so new = batch * (1 - momentum).
+  batch = {name: {k: np.asarray(t) / (1.0 - ops.BN_MOMENTUM)
+                  for k, t in s.items()} for name, s in stats.items()}
+  params = params_lib.with_bn_stats(source.params, batch)
+  return dataclasses.replace(source, params=params,
+                             description=source.description + " (BN stats "
+                             "from digits)")
+
+
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven",
+               "eight", "nine")
+
+
+def digit_model_1001(directory, name="mnv2_finetuned_1001.h5"):
+  """(weights path, labels path with a leading background line)."""
+  bundled = model_source.resolve("bundled")
+  params = {k: dict(v) for k, v in bundled.params.items()}
+  kernel = np.asarray(params["predictions"]["kernel"])
+  bias = np.asarray(params["predictions"]["bias"])
+  wide_kernel = np.zeros((kernel.shape[0], 1001), np.float32)
+  wide_bias = np.full((1001,), -30.0, np.float32)
+  wide_kernel[:, 1:11], wide_bias[1:11] = kernel, bias
+  params["predictions"] = {"kernel": wide_kernel, "bias": wide_bias}
+  net = arch.derive(bundled.alpha, bundled.channels, 1001)
+  path = os.path.join(directory, name)
+  params_lib.save_h5(params, path, net)
+  labels = os.path.join(directory, "labels_1001.txt")
+  names = ["background"] + list(DIGIT_NAMES) + [
+      f"unused_{i}" for i in range(11, 1001)]
+  with open(labels, "w", encoding="utf8") as f:
+    f.write("\n".join(names) + "\n")
+  return path, labels

@@ -1,0 +1,29 @@
+"""Runs one of our command-line tools as a subprocess, the way a user does."""
+
+import os
+import subprocess
+import sys
+
+_ROOT = os.path.normpath(os.path.join(os.path.dirname(
+    os.path.abspath(__file__)), "..", ".."))
+
+
+def run_tool(tool, *args, env=None, cwd=None, timeout=600):
+  """Runs `tool` (its path from the repository root, e.g.
+  "mobilenet/tflite/convert.py") with this interpreter and import path.
+
+  The user's shell directory (BUILD_WORKING_DIRECTORY) is unset unless `env`
+  gives one, so relative paths mean what they mean for a plain run.
+  """
+  full_env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+  full_env.pop("BUILD_WORKING_DIRECTORY", None)
+  full_env.update(env or {})
+  return subprocess.run(
+      [sys.executable, os.path.join(_ROOT, tool)] + [str(a) for a in args],
+      capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+      check=False)
+
+
+def error_lines(result):
+  """stderr lines that are ours (TF/LiteRT start-up chatter excluded)."""
+  return [l for l in result.stderr.splitlines() if l.startswith("error:")]
