@@ -80,7 +80,8 @@ def model_source(include_top=True, **overrides):
   kwargs["labels"] = user_path(kwargs["labels"])
   source = ms.resolve(ms.user_spec(FLAGS.weights), include_top=include_top,
                       **kwargs)
-  ms.announce(source)
+  for note in source.notes:
+    print(f"note: {note}", file=sys.stderr)
   return source
 
 

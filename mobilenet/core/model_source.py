@@ -23,7 +23,6 @@ import dataclasses
 import io
 import os
 import re
-import sys
 from typing import List, Optional
 
 from absl import logging
@@ -73,13 +72,6 @@ class ModelSource:
   @property
   def input_shape(self):
     return (self.input_size, self.input_size, self.channels)
-
-
-def announce(source, stream=None):
-  """Prints the source's assumptions, one `note:` line each, on stderr."""
-  stream = stream or sys.stderr
-  for note in source.notes:
-    print(f"note: {note}", file=stream)
 
 
 def bundled_sidecar_path():
