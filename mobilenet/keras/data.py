@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet.core import preprocess
+from mobilenet.keras import augment as augment_lib
 from mobilenet.keras import train_config
 from mobilenet.keras.folders import DataError, Split  # pylint: disable=unused-import
 
@@ -49,10 +50,12 @@ def normalize_tf(images_uint8):
 class FolderPipeline:
   """tf.data pipelines over a Split, decoding with the core preprocess."""
 
-  def __init__(self, split, input_size, channels, skipped: SkipCounter):
+  def __init__(self, split, input_size, channels, skipped: SkipCounter,
+               augment=None):
     if not len(split):
       raise DataError("no images to read.")
     self.split = split
+    self.augment = augment  # augment.PRESETS value, training stream only
     self.size = int(input_size)
     self.channels = int(channels)
     self.skipped = skipped
@@ -67,14 +70,21 @@ class FolderPipeline:
       self.skipped.add(path, str(e))
       return np.zeros((self.size, self.size, self.channels), np.uint8), False
 
-  def _images(self, ds):
-    def decode(path, label):
+  def _images(self, ds, shuffle_seed=None):
+    def decode(path, label, index=None):
       image, ok = tf.numpy_function(self._decode, [path],
                                     (tf.uint8, tf.bool), stateful=False)
       image.set_shape((self.size, self.size, self.channels))
       ok.set_shape(())
+      if index is not None:
+        image = tf.cast(image, tf.float32)
+        seed = tf.stack([tf.cast(shuffle_seed % 2**31, tf.int32),
+                         tf.cast(index, tf.int32)])
+        image = self.augment(image, seed)
       return image, label, ok
 
+    if self.augment is not None and shuffle_seed is not None:
+      ds = ds.enumerate().map(lambda i, e: (e[0], e[1], i))
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     ds = ds.filter(lambda image, label, ok: ok)
@@ -84,16 +94,18 @@ class FolderPipeline:
     return math.ceil(len(self.split) / batch_size)
 
   def dataset(self, batch_size, shuffle_seed: Optional[int] = None,
-              skip_batches=0):
-    """Batches; with `shuffle_seed` the order is a fixed function of it, so
-    `skip_batches` resumes exactly where an interrupted epoch stopped."""
+              skip_batches=0, augment=True):
+    """Batches; with `shuffle_seed` the order (and augmentation) is a fixed
+    function of it, so `skip_batches` resumes exactly where an interrupted
+    epoch stopped.  Augmented only with a shuffle seed and `augment`."""
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.constant(self.split.paths), tf.constant(self.split.labels,
                                                     tf.int64)))
     if shuffle_seed is not None:
       ds = ds.shuffle(len(self.split), seed=shuffle_seed,
                       reshuffle_each_iteration=False)
-    ds = self._images(ds).batch(batch_size)
+    ds = self._images(ds, shuffle_seed if augment else None).batch(
+        batch_size)
     if skip_batches:
       ds = ds.skip(skip_batches)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -112,7 +124,9 @@ class ArrayPipeline:
   def steps(self, batch_size):
     return math.ceil(len(self.labels) / batch_size)
 
-  def dataset(self, batch_size, shuffle_seed=None, skip_batches=0):
+  def dataset(self, batch_size, shuffle_seed=None, skip_batches=0,
+              augment=True):
+    del augment  # Keras' MNIST arrays: no augmentation
     ds = tf.data.Dataset.from_tensor_slices((self.images, self.labels))
     if shuffle_seed is not None:
       ds = ds.shuffle(len(self.labels), seed=shuffle_seed,
@@ -161,6 +175,7 @@ def load(cfg):
     train_config.check_classes(cfg, names)
     return train, val, names, skipped
   split, val_split, names = train_config.scan(cfg)
-  train = FolderPipeline(split, cfg.input_size, cfg.channels, skipped)
+  train = FolderPipeline(split, cfg.input_size, cfg.channels, skipped,
+                         augment_lib.PRESETS[cfg.augment])
   val = FolderPipeline(val_split, cfg.input_size, cfg.channels, skipped)
   return train, val, names, skipped

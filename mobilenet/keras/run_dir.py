@@ -19,7 +19,12 @@ from mobilenet.keras.train_config import TrainError
 RUN_FILE = "run.json"
 # Fields of the run config that must match to resume from a directory.
 RESUME_KEYS = ("alpha", "input_size", "channels", "class_names", "batch_size",
-               "seed", "optimizer")
+               "seed", "optimizer", "init_weights", "freeze", "head_epochs",
+               "fine_tune_bn", "augment")
+
+
+_LEGACY = {"freeze": "none", "head_epochs": 0, "fine_tune_bn": "frozen",
+           "augment": "none"}
 
 
 @dataclasses.dataclass
@@ -69,7 +74,8 @@ def restore(directory, tf_checkpoint, run_config) -> Optional[RunState]:
     raise TrainError(f"checkpoint {path} is corrupt ({type(e).__name__}: "
                      f"{e}); delete {directory} to start over.") from None
   for k in RESUME_KEYS:
-    if state.config.get(k) != run_config[k]:
+    # A run.json from before a key existed ran with its default.
+    if state.config.get(k, _LEGACY.get(k)) != run_config[k]:
       raise TrainError(
           f"checkpoint in {directory} was made with {k}="
           f"{state.config.get(k)!r}, this run has {k}={run_config[k]!r}; "

@@ -19,25 +19,35 @@ class Steps:
   bn_statistics: Callable  # batch -> None; feeds BN re-estimation
 
 
-def _loss_and_counts(labels, logits):
-  per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-      labels=labels, logits=logits)
+def _loss_and_counts(labels, logits, label_smoothing=0.0):
+  if label_smoothing:
+    # Keras' rule: targets (1 - s) * one_hot + s / classes.
+    classes = tf.shape(logits)[-1]
+    targets = tf.one_hot(labels, classes) * (1.0 - label_smoothing) + (
+        label_smoothing / tf.cast(classes, tf.float32))
+    per_example = tf.nn.softmax_cross_entropy_with_logits(
+        labels=targets, logits=logits)
+  else:
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=logits)
   correct = tf.reduce_sum(tf.cast(
       tf.equal(tf.argmax(logits, -1), labels), tf.float32))
   n = tf.cast(tf.shape(labels)[0], tf.float32)
   return per_example, tf.stack([tf.reduce_sum(per_example), correct, n])
 
 
-def build(model, optimizer, strategy, global_batch, spec, counters):
+def build(model, optimizer, strategy, global_batch, spec, counters,
+          label_smoothing=0.0):
   """Steps for `model`; `spec` is the distributed dataset's element_spec
   (batch dimension unknown: the last, smaller batch of an epoch does not
   trace again). `counters` holds the tf.Variables step, step_in_epoch and
-  bn_count that the steps advance."""
+  bn_count that the steps advance.  Trainable flags (finetune.apply) are
+  read when a step is traced: build again after changing them."""
 
   def train_replica(images, labels):
     with tf.GradientTape() as tape:
       logits = model(images, training=True)
-      per_example, sums = _loss_and_counts(labels, logits)
+      per_example, sums = _loss_and_counts(labels, logits, label_smoothing)
       loss = tf.nn.compute_average_loss(per_example,
                                         global_batch_size=global_batch)
     grads = tape.gradient(loss, model.trainable_variables)

@@ -7,7 +7,14 @@ from typing import Optional
 from mobilenet.core import arch
 from mobilenet.keras import folders
 
-OPTIMIZERS = ("rmsprop", "adam", "sgd")
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+FINE_TUNE_BN = ("frozen", "train")
+AUGMENTS = ("none", "digits", "photos")
+# Momentum of the BN moving averages when training from scratch: 0.99 averages
+# over ~100 steps, so after an epoch of a few hundred steps the statistics
+# match the weights and each epoch's validation is what the exported model
+# scores (Keras' 0.999 needs thousands of steps: chance-level validation).
+BN_MOMENTUM = 0.99
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -34,10 +41,22 @@ class Config:
   checkpoint_dir: str = "mobilenet_v2_train"
   export_path: Optional[str] = None  # default <checkpoint_dir>/model.h5
   strategy: str = "default"
-  bn_momentum: float = arch.BN_MOMENTUM
+  bn_momentum: float = BN_MOMENTUM
   bn_reestimate: bool = True
   bn_reestimate_batches: int = 100
   seed: int = 0
+  # Fine-tuning (finetune.py): a --weights spec, what to freeze, two phases.
+  init_weights: Optional[str] = None
+  freeze: str = "none"  # none | backbone | <Keras layer name>
+  head_epochs: int = 0
+  fine_tune_learning_rate: Optional[float] = None  # default learning_rate/10
+  fine_tune_bn: str = "frozen"  # or "train"; only with init_weights
+  # Recipe (recipe.py) and augmentation (augment.py).
+  augment: str = "none"
+  warmup_epochs: float = 0.0
+  label_smoothing: float = 0.0
+  weight_decay: float = 0.0
+  ema: float = 0.0  # EMA momentum of the weights for eval/export; 0 = off
   command: str = ""  # recorded in the export's sidecar
   verbose: int = 1   # 0 quiet, 1 progress bar, 2 one line per epoch
 
@@ -49,6 +68,29 @@ def validate(cfg: Config):
     arch.validate_channels(cfg.channels)
   except ValueError as e:
     raise TrainError(str(e)) from None
+  if not isinstance(cfg.head_epochs, int) or not (
+      0 <= cfg.head_epochs <= cfg.epochs):
+    raise TrainError(f"--head_epochs must be in [0, --epochs={cfg.epochs}], "
+                     f"got {cfg.head_epochs!r}.")
+  if cfg.head_epochs and not cfg.init_weights:
+    raise TrainError("--head_epochs trains a new head on pretrained weights; "
+                     "pass --init_weights too.")
+  if cfg.fine_tune_learning_rate is not None and not (
+      cfg.fine_tune_learning_rate > 0):
+    raise TrainError("--fine_tune_learning_rate must be positive, got "
+                     f"{cfg.fine_tune_learning_rate}.")
+  for name, choices in (("fine_tune_bn", FINE_TUNE_BN),
+                        ("augment", AUGMENTS)):
+    if getattr(cfg, name) not in choices:
+      raise TrainError(f"--{name} must be one of {choices}, got "
+                       f"{getattr(cfg, name)!r}.")
+  if not 0.0 <= cfg.label_smoothing < 1.0:
+    raise TrainError("--label_smoothing must be in [0, 1), got "
+                     f"{cfg.label_smoothing}.")
+  if not 0.0 <= cfg.ema < 1.0:
+    raise TrainError(f"--ema must be in [0, 1), got {cfg.ema}.")
+  if cfg.weight_decay < 0 or cfg.warmup_epochs < 0:
+    raise TrainError("--weight_decay and --warmup_epochs must be >= 0.")
   for name in ("epochs", "batch_size", "bn_reestimate_batches"):
     if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
       raise TrainError(f"--{name} must be a positive integer, got "
@@ -71,6 +113,23 @@ def validate(cfg: Config):
   if cfg.dataset not in ("folder", "mnist"):
     raise TrainError(f"--dataset must be 'folder' or 'mnist', got "
                      f"{cfg.dataset!r}.")
+
+
+def run_config(c, class_names, fine_tune_learning_rate):
+  """What run.json records of a run (run_dir.RESUME_KEYS must match)."""
+  return {"alpha": float(c.alpha), "input_size": c.input_size,
+          "channels": c.channels, "class_names": class_names,
+          "batch_size": c.batch_size, "seed": c.seed,
+          "optimizer": c.optimizer, "learning_rate": c.learning_rate,
+          "lr_schedule": c.lr_schedule,
+          "bn_momentum": c.bn_momentum, "epochs": c.epochs,
+          "init_weights": c.init_weights, "freeze": c.freeze,
+          "head_epochs": c.head_epochs,
+          "fine_tune_learning_rate": fine_tune_learning_rate,
+          "fine_tune_bn": c.fine_tune_bn, "augment": c.augment,
+          "warmup_epochs": c.warmup_epochs,
+          "label_smoothing": c.label_smoothing,
+          "weight_decay": c.weight_decay, "ema": c.ema}
 
 
 def check_classes(cfg, names):

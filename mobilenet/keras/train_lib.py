@@ -10,8 +10,11 @@
   SIGINT/SIGTERM; rerunning the same command resumes at the exact step
   (the shuffle order of an epoch is a function of seed and epoch number).
 * BatchNorm moving statistics are re-estimated over training batches before
-  the final evaluation and export (Keras' momentum 0.999 leaves them far from
-  the data after a short run); both accuracies are reported.
+  the final evaluation and export; the run's last line is
+  `final val_accuracy X`, the exported model's validation accuracy.
+* Fine-tuning (finetune.py): --init_weights, --freeze, a head phase of
+  --head_epochs with the backbone frozen, then the rest at
+  --fine_tune_learning_rate (recipe.PhaseSchedule).
 """
 
 import dataclasses
@@ -28,11 +31,13 @@ import tensorflow as tf
 from mobilenet.keras import curves
 from mobilenet.keras import data as data_lib
 from mobilenet.keras import export as export_lib
+from mobilenet.keras import finetune
 from mobilenet.keras import layers as layers_lib
 from mobilenet.keras import model as model_lib
 from mobilenet.keras import recipe
 from mobilenet.keras import run_dir
 from mobilenet.keras import steps as steps_lib
+from mobilenet.keras import train_config
 from mobilenet.keras.train_config import (  # pylint: disable=unused-import
     Config, OPTIMIZERS, STRATEGIES, TrainError, check_classes, scan, validate)
 
@@ -83,8 +88,14 @@ class Trainer:
           input_shape=(cfg.input_size, cfg.input_size, cfg.channels),
           alpha=cfg.alpha, weights=None, classes=len(self.class_names),
           classifier_activation=None, bn_momentum=cfg.bn_momentum)
+      if cfg.init_weights:
+        self.log(finetune.load_init_weights(
+            self.model, cfg, len(self.class_names), log))
+      finetune.frozen_layers(self.model, cfg.freeze)  # bad names fail here
       self.optimizer = recipe.make_optimizer(
-          cfg, cfg.epochs * self.train_data.steps(cfg.batch_size))
+          cfg, self.train_data.steps(cfg.batch_size))
+      # Built over every weight before any is frozen: the phases then train
+      # subsets of one fixed slot set, which the checkpoint restores.
       self.optimizer.build(self.model.trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
       self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -97,18 +108,14 @@ class Trainer:
         finalized=self.finalized)
     self.state = run_dir.RunState(config=self.run_config())
     self._skips_reported = 0
-    self._build_steps()
+    self._phase = None
+    self._set_phase(0)
 
   # ---- config / checkpoint --------------------------------------------------
 
   def run_config(self):
-    c = self.cfg
-    return {"alpha": float(c.alpha), "input_size": c.input_size,
-            "channels": c.channels, "class_names": self.class_names,
-            "batch_size": c.batch_size, "seed": c.seed,
-            "optimizer": c.optimizer, "learning_rate": c.learning_rate,
-            "lr_schedule": c.lr_schedule,
-            "bn_momentum": c.bn_momentum, "epochs": c.epochs}
+    return train_config.run_config(self.cfg, self.class_names,
+                                   recipe.fine_tune_learning_rate(self.cfg))
 
   @property
   def history(self):
@@ -136,13 +143,20 @@ class Trainer:
 
   def _build_steps(self):
     # One trace per step function, over the validation stream's spec.
-    spec = self._distribute(self.val_data.dataset(
+    spec = self._spec = self._distribute(self.val_data.dataset(
         self.cfg.batch_size)).element_spec
+    self._reestimate_step = None
     self.steps = steps_lib.build(self.model, self.optimizer, self.strategy,
-                                 self.cfg.batch_size, spec, self)
+                                 self.cfg.batch_size, spec, self,
+                                 self.cfg.label_smoothing)
     self._train_step = self.steps.train
     self._eval_step = self.steps.evaluate
     self._bn_step = self.steps.bn_statistics
+
+  def _set_phase(self, epoch):
+    """Traces the steps again when the phase's trainable flags change."""
+    if finetune.set_phase(self, epoch):
+      self._build_steps()
 
   def _distribute(self, ds):
     return self.strategy.experimental_distribute_dataset(ds)
@@ -157,11 +171,23 @@ class Trainer:
       totals += self._train_step(batch).numpy()
     return totals
 
-  def evaluate(self, pipeline=None):
+  def evaluate(self, pipeline=None, reestimate=False):
+    """(loss, accuracy) on `pipeline` (default: validation) of the model as
+    it would be exported now: EMA weights with --ema, and with `reestimate`
+    BN statistics re-estimated as the export does (then put back: the
+    checkpoint keeps training's own moving averages)."""
     pipeline = pipeline or self.val_data
     total = np.zeros(3)
-    for batch in self._distribute(pipeline.dataset(self.cfg.batch_size)):
-      total += self._eval_step(batch).numpy()
+    stats = [v for l in model_lib.batch_norm_layers(self.model)
+             for v in (l.moving_mean, l.moving_variance)]
+    kept = [v.numpy() for v in stats] if reestimate else []
+    with recipe.ema_weights(self.optimizer, self.cfg.ema):
+      if reestimate:
+        self.reestimate_bn()
+      for batch in self._distribute(pipeline.dataset(self.cfg.batch_size)):
+        total += self._eval_step(batch).numpy()
+    for v, value in zip(stats, kept):  # training's own moving averages
+      v.assign(value)
     if not total[2]:
       raise TrainError("no readable validation images.")
     return float(total[0] / total[2]), float(total[1] / total[2])
@@ -173,16 +199,21 @@ class Trainer:
     self.bn_count.assign(0.0)
     layers_lib.start_reestimation(bns, self.bn_count)
     try:
+      # Statistics of the images validation and users feed: unaugmented.
       ds = self.train_data.dataset(self.cfg.batch_size,
-                                   shuffle_seed=self.cfg.seed + 10_000)
+                                   shuffle_seed=self.cfg.seed + 10_000,
+                                   augment=False)
       ds = ds.take(self.cfg.bn_reestimate_batches)
-      # A fresh trace: the layers read the count only when attached.
-      self._build_steps()
+      if self._reestimate_step is None:
+        # Traced once while the count is attached (the layers read it at
+        # trace time); the training steps keep their own trace.
+        self._reestimate_step = steps_lib.build(
+            self.model, self.optimizer, self.strategy, self.cfg.batch_size,
+            self._spec, self).bn_statistics
       for batch in self._distribute(ds):
-        self._bn_step(batch)
+        self._reestimate_step(batch)
     finally:
       layers_lib.stop_reestimation(bns)
-      self._build_steps()
     return int(self.bn_count.numpy())
 
   # ---- the loop -------------------------------------------------------------
@@ -225,6 +256,7 @@ class Trainer:
     steps = self.train_data.steps(cfg.batch_size)
     while int(self.epoch.numpy()) < cfg.epochs:
       epoch = int(self.epoch.numpy())
+      self._set_phase(epoch)
       skip = int(self.step_in_epoch.numpy())
       if self.finalized.numpy():  # more --epochs after a finished run
         self.finalized.assign(False)
@@ -254,7 +286,7 @@ class Trainer:
       if len(self.skipped) > self._skips_reported:
         self._skips_reported = len(self.skipped)
         self.log("warning: " + self.skipped.summary())
-      val_loss, val_acc = self.evaluate()
+      val_loss, val_acc = self.evaluate(reestimate=self._reestimates())
       entry = {"epoch": epoch + 1, "step": int(self.step.numpy()),
                "loss": float(totals[0] / totals[2]),
                "accuracy": float(totals[1] / totals[2]),
@@ -278,18 +310,26 @@ class Trainer:
         return True
     return False
 
+  def _reestimates(self):
+    """BN re-estimation is on and some BatchNorm learns (not frozen)."""
+    return self.cfg.bn_reestimate and any(
+        l.trainable for l in model_lib.batch_norm_layers(self.model))
+
   def _finish(self):
     cfg = self.cfg
+    self._set_phase(int(self.epoch.numpy()))
     _, before = self.evaluate()
     after = before
-    if cfg.bn_reestimate:
+    # The exported weights: with --ema the averaged ones, whose BN
+    # statistics are then re-estimated like any.
+    recipe.finalize_ema(self.optimizer, cfg.ema)
+    if self._reestimates():
       n = self.reestimate_bn()
       _, after = self.evaluate()
       self.log(f"validation accuracy {before:.4f} with the moving BN "
                f"statistics from training, {after:.4f} after re-estimating "
                f"them over {n} training batches")
-    else:
-      self.log(f"validation accuracy {before:.4f}")
+    self.log(f"final val_accuracy {after:.4f}")
     self.state.accuracy_before_bn_reestimate = before
     self.state.accuracy = after
     self.state.bn_reestimated = bool(cfg.bn_reestimate)
