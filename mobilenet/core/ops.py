@@ -42,14 +42,38 @@ _FUSED_MIN_ELEMENTS = 1 << 21
 _ASSUMED_BATCH = 32  # for the size rule when the batch is unknown at trace
 
 
+def sync_replica_context():
+  """The replica context whose replicas share one batch, or None.
+
+  Inside `strategy.run` of a tf.distribute strategy with more than one
+  replica in sync (MirroredStrategy, MultiWorkerMirroredStrategy, ...); None
+  on a single device, in the default strategy and in cross-replica context.
+  """
+  ctx = tf.distribute.get_replica_context()
+  if ctx is None or ctx.num_replicas_in_sync <= 1:
+    return None
+  return ctx
+
+
 def batch_norm_training(x, gamma, beta, moving_mean, moving_variance,
-                        momentum=BN_MOMENTUM, epsilon=BN_EPSILON):
+                        momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                        synchronized=True):
   """Normalizes with batch statistics; returns (y, new_mean, new_variance).
 
   Keras 3 BatchNormalization uses `tf.nn.moments` (biased variance, divide by
   N) both to normalize and to update the moving variance, and updates as
   moving = moving * momentum + batch * (1 - momentum).
+
+  Under a tf.distribute strategy with several replicas in sync (and
+  `synchronized`), the statistics are those of the global batch, all
+  replicas' pieces together (see `sync_batch_norm_training`), so the result
+  equals one device running the whole batch.  Anywhere else this is the
+  single-device computation, unchanged.
   """
+  ctx = sync_replica_context() if synchronized else None
+  if ctx is not None:
+    return sync_batch_norm_training(x, gamma, beta, moving_mean,
+                                    moving_variance, momentum, epsilon, ctx)
   x = tf.convert_to_tensor(x)
   size = x.shape[1:].num_elements()
   if size is not None:
@@ -73,6 +97,43 @@ def batch_norm_training(x, gamma, beta, moving_mean, moving_variance,
     else:
       n = max(n, 1)
     variance = variance * ((n - 1) / n)
+  new_mean = moving_mean * momentum + mean * (1.0 - momentum)
+  new_variance = moving_variance * momentum + variance * (1.0 - momentum)
+  return y, new_mean, new_variance
+
+
+def sync_batch_norm_training(x, gamma, beta, moving_mean, moving_variance,
+                             momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                             replica_context=None):
+  """`batch_norm_training` with the statistics of the global batch.
+
+  Each replica holds a piece of the batch.  Two all-reduces (SUM) over the
+  replicas of `replica_context` (default: the current one): first of
+  [per-channel sum, element count], giving the global mean; then of the
+  squared deviations from that mean, giving the biased global variance (the
+  two-pass form: no E[x^2] - E[x]^2 cancellation).  Every replica gets the
+  same statistics, hence the same moving-average update.  Gradients flow
+  through the all-reduces (the gradient of an all-reduce SUM is an
+  all-reduce SUM), so each replica's input gradient includes the other
+  replicas' losses through the shared statistics.  Works for any strategy
+  whose replica context all-reduces, MultiWorkerMirroredStrategy included; a
+  replica with an empty piece contributes zeros.
+  """
+  ctx = replica_context or tf.distribute.get_replica_context()
+  x = tf.convert_to_tensor(x)
+  axes = [0, 1, 2]
+  count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+  local = tf.concat([tf.reduce_sum(x, axes), count[None]], 0)
+  total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+  n = tf.stop_gradient(total[-1])
+  mean = tf.math.divide_no_nan(total[:-1], n)
+  # Like tf.nn.moments, no gradient through the mean here: the derivative
+  # of the sum of squared deviations w.r.t. the mean is zero.
+  squares = tf.reduce_sum(
+      tf.math.squared_difference(x, tf.stop_gradient(mean)), axes)
+  variance = tf.math.divide_no_nan(
+      ctx.all_reduce(tf.distribute.ReduceOp.SUM, squares), n)
+  y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
   new_mean = moving_mean * momentum + mean * (1.0 - momentum)
   new_variance = moving_variance * momentum + variance * (1.0 - momentum)
   return y, new_mean, new_variance

@@ -66,6 +66,11 @@ class BatchNorm(keras.layers.Layer):
   averages by `momentum`.  While `reestimate_count` (a tf.Variable, set by
   `start_reestimation`) is attached, the moving statistics instead become
   the running mean of the batch statistics seen since that count was 0.
+
+  Under a tf.distribute strategy with several replicas in sync (Mirrored,
+  MultiWorkerMirrored) the batch statistics are the global batch's
+  (synchronized batch norm, ops.sync_batch_norm_training), so training
+  there equals one device training on the whole global batch.
   """
 
   def __init__(self, momentum=arch.BN_MOMENTUM, epsilon=arch.BN_EPSILON,
@@ -81,14 +86,17 @@ class BatchNorm(keras.layers.Layer):
                                  name="gamma", autocast=False)
     self.beta = self.add_weight(shape=shape, initializer="zeros", name="beta",
                                 autocast=False)
-    # "mean" aggregation lets replicas of a tf.distribute strategy assign
-    # these from replica context (each replica's statistics get averaged).
+    # Assigned from replica context under a tf.distribute strategy.  The
+    # statistics are synchronized, so every replica computes the same value:
+    # taking the first replica's keeps the copies bit-identical for any
+    # replica count (a "mean" of N equal floats need not round back to the
+    # value when N is not a power of 2) and needs no reduction.
     self.moving_mean = self.add_weight(
         shape=shape, initializer="zeros", name="moving_mean", trainable=False,
-        autocast=False, aggregation="mean")
+        autocast=False, aggregation="only_first_replica")
     self.moving_variance = self.add_weight(
         shape=shape, initializer="ones", name="moving_variance",
-        trainable=False, autocast=False, aggregation="mean")
+        trainable=False, autocast=False, aggregation="only_first_replica")
 
   def call(self, x, training=None):
     if not training:
