@@ -3,7 +3,9 @@ r"""Train MobileNetV2, or classify images with a trained one.
   train:    bazel run //mobilenet/keras:train -- train --data_dir=DIR \
                 [--val_dir=DIR | --val_split=0.1] [--dataset=mnist] \
                 [--alpha=0.35] [--input_size=64] [--channels=3] \
-                [--epochs=2] [--batch_size=32] [--learning_rate=5e-4] \
+                [--epochs=2] [--batch_size=32] [--learning_rate=2e-3] \
+                [--init_weights=imagenet|bundled|PATH --freeze=backbone \
+                 --head_epochs=1] [--augment=digits|photos|none] \
                 [--checkpoint_dir=DIR] [--strategy=default|mirrored|multiworker]
   predict:  bazel run //mobilenet/keras:train -- predict IMAGE [IMAGE ...] \
                 [--weights=bundled|auto|imagenet|random|PATH] [--top_k=5]
@@ -48,8 +50,8 @@ flags.DEFINE_integer("epochs", _D.epochs, "Epochs to train in total.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Learning rate.")
 flags.DEFINE_enum("lr_schedule", _D.lr_schedule,
-                  list(train_config.LR_SCHEDULES), "constant, or cosine decay "
-                  "to 0 over all --epochs.")
+                  list(train_config.LR_SCHEDULES), "cosine: decay to 0 over "
+                  "each phase (after --warmup_epochs); constant.")
 flags.DEFINE_enum("optimizer", _D.optimizer, list(train_config.OPTIMIZERS),
                   "Optimizer.")
 flags.DEFINE_string("checkpoint_dir", _D.checkpoint_dir, "Checkpoints, "
@@ -95,9 +97,10 @@ flags.DEFINE_enum("fine_tune_bn", _D.fine_tune_bn,
                   "'train' updates them like from scratch.")
 flags.DEFINE_enum("augment", _D.augment, list(train_config.AUGMENTS),
                   "Training-set augmentation in the tf.data pipeline (never "
-                  "on validation): digits = small shifts, rotation, zoom; "
+                  "on validation): digits = small shifts, rotation, zoom "
+                  "(mild; the default); "
                   "photos = random-resized crop, horizontal flip, colour "
-                  "jitter.")
+                  "jitter (for photo folders); none.")
 flags.DEFINE_float("warmup_epochs", _D.warmup_epochs, "Linear learning-rate "
                    "warmup (epochs, in each phase).")
 flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing "

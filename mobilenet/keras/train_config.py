@@ -35,8 +35,11 @@ class Config:
   classes: Optional[int] = None
   epochs: int = 2
   batch_size: int = 32
-  learning_rate: float = 5e-4
-  lr_schedule: str = "constant"  # or "cosine" (decays to 0 over all steps)
+  # The default recipe (README: 97.8 % from scratch on 1,000 held-out real
+  # digits, alpha 0.35, 64 px, 15 epochs on 4,000): RMSprop 2e-3, 1 warmup
+  # epoch, cosine decay, digits augmentation.
+  learning_rate: float = 2e-3
+  lr_schedule: str = "cosine"  # or "constant"; cosine decays to 0 per phase
   optimizer: str = "rmsprop"
   checkpoint_dir: str = "mobilenet_v2_train"
   export_path: Optional[str] = None  # default <checkpoint_dir>/model.h5
@@ -52,8 +55,8 @@ class Config:
   fine_tune_learning_rate: Optional[float] = None  # default learning_rate/10
   fine_tune_bn: str = "frozen"  # or "train"; only with init_weights
   # Recipe (recipe.py) and augmentation (augment.py).
-  augment: str = "none"
-  warmup_epochs: float = 0.0
+  augment: str = "digits"
+  warmup_epochs: float = 1.0
   label_smoothing: float = 0.0
   weight_decay: float = 0.0
   ema: float = 0.0  # EMA momentum of the weights for eval/export; 0 = off

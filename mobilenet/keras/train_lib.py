@@ -32,11 +32,11 @@ from mobilenet.keras import curves
 from mobilenet.keras import data as data_lib
 from mobilenet.keras import export as export_lib
 from mobilenet.keras import finetune
-from mobilenet.keras import layers as layers_lib
 from mobilenet.keras import model as model_lib
 from mobilenet.keras import recipe
 from mobilenet.keras import run_dir
 from mobilenet.keras import steps as steps_lib
+from mobilenet.keras import validation
 from mobilenet.keras import train_config
 from mobilenet.keras.train_config import (  # pylint: disable=unused-import
     Config, OPTIMIZERS, STRATEGIES, TrainError, check_classes, scan, validate)
@@ -143,15 +143,13 @@ class Trainer:
 
   def _build_steps(self):
     # One trace per step function, over the validation stream's spec.
-    spec = self._spec = self._distribute(self.val_data.dataset(
+    spec = self.spec = self._distribute(self.val_data.dataset(
         self.cfg.batch_size)).element_spec
-    self._reestimate_step = None
+    self.reestimate_step = None
     self.steps = steps_lib.build(self.model, self.optimizer, self.strategy,
                                  self.cfg.batch_size, spec, self,
                                  self.cfg.label_smoothing)
     self._train_step = self.steps.train
-    self._eval_step = self.steps.evaluate
-    self._bn_step = self.steps.bn_statistics
 
   def _set_phase(self, epoch):
     """Traces the steps again when the phase's trainable flags change."""
@@ -172,49 +170,10 @@ class Trainer:
     return totals
 
   def evaluate(self, pipeline=None, reestimate=False):
-    """(loss, accuracy) on `pipeline` (default: validation) of the model as
-    it would be exported now: EMA weights with --ema, and with `reestimate`
-    BN statistics re-estimated as the export does (then put back: the
-    checkpoint keeps training's own moving averages)."""
-    pipeline = pipeline or self.val_data
-    total = np.zeros(3)
-    stats = [v for l in model_lib.batch_norm_layers(self.model)
-             for v in (l.moving_mean, l.moving_variance)]
-    kept = [v.numpy() for v in stats] if reestimate else []
-    with recipe.ema_weights(self.optimizer, self.cfg.ema):
-      if reestimate:
-        self.reestimate_bn()
-      for batch in self._distribute(pipeline.dataset(self.cfg.batch_size)):
-        total += self._eval_step(batch).numpy()
-    for v, value in zip(stats, kept):  # training's own moving averages
-      v.assign(value)
-    if not total[2]:
-      raise TrainError("no readable validation images.")
-    return float(total[0] / total[2]), float(total[1] / total[2])
+    return validation.evaluate(self, pipeline or self.val_data, reestimate)
 
   def reestimate_bn(self):
-    """Moving statistics := mean of batch statistics over training batches
-    (the model's weights are not touched)."""
-    bns = model_lib.batch_norm_layers(self.model)
-    self.bn_count.assign(0.0)
-    layers_lib.start_reestimation(bns, self.bn_count)
-    try:
-      # Statistics of the images validation and users feed: unaugmented.
-      ds = self.train_data.dataset(self.cfg.batch_size,
-                                   shuffle_seed=self.cfg.seed + 10_000,
-                                   augment=False)
-      ds = ds.take(self.cfg.bn_reestimate_batches)
-      if self._reestimate_step is None:
-        # Traced once while the count is attached (the layers read it at
-        # trace time); the training steps keep their own trace.
-        self._reestimate_step = steps_lib.build(
-            self.model, self.optimizer, self.strategy, self.cfg.batch_size,
-            self._spec, self).bn_statistics
-      for batch in self._distribute(ds):
-        self._reestimate_step(batch)
-    finally:
-      layers_lib.stop_reestimation(bns)
-    return int(self.bn_count.numpy())
+    return validation.reestimate_bn(self)
 
   # ---- the loop -------------------------------------------------------------
 
