@@ -99,7 +99,10 @@ class BatchNorm(keras.layers.Layer):
         trainable=False, autocast=False, aggregation="only_first_replica")
 
   def call(self, x, training=None):
-    if not training:
+    # A frozen layer (trainable=False) normalizes with its moving statistics
+    # and leaves them as they are, as Keras' BatchNormalization does: the
+    # transfer-learning rule (see finetune.py).
+    if not training or not self.trainable:
       return ops.batch_norm_inference(x, self.gamma, self.beta,
                                       self.moving_mean, self.moving_variance,
                                       self.epsilon)
