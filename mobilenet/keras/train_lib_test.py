@@ -135,8 +135,11 @@ class TrainTest(absltest.TestCase):
     (decoded by core preprocess), sparse cross-entropy on logits, a
     GradientTape and Keras' SGD."""
     lr = 1e-3
+    # The plain step: no augmentation (the reference reads the files as
+    # they are), constant learning rate, no warmup.
     cfg = _config(self.data, self.create_tempdir().full_path, epochs=1,
-                  optimizer="sgd", learning_rate=lr, bn_reestimate=False,
+                  optimizer="sgd", learning_rate=lr, lr_schedule="constant",
+                  warmup_epochs=0.0, augment="none", bn_reestimate=False,
                   verbose=0)
     paths, y = _readable(train_lib.scan(cfg)[0])
     n = len(paths)  # one batch of every readable training image

@@ -129,7 +129,9 @@ class MirroredTest(absltest.TestCase):
     def trainer(strategy):
       cfg = _config(self.data, self.create_tempdir().full_path,
                     strategy=strategy, optimizer="sgd", learning_rate=1e-3,
-                    epochs=1, batch_size=TRAIN_IMAGES, bn_reestimate=False)
+                    lr_schedule="constant", warmup_epochs=0.0,
+                    augment="none", epochs=1, batch_size=TRAIN_IMAGES,
+                    bn_reestimate=False)
       return train_lib.Trainer(cfg, log=lambda _: None)
 
     mirrored, single = trainer("mirrored"), trainer("default")
