@@ -40,15 +40,16 @@ TRAIN_IMAGES = 33
 # each changing one element's gradient outright.  Single-device training on
 # the same batch in another order differs from itself just as much.
 # Measured (2 logical CPUs), |mirrored update - single update| / |single
-# update| over all trainable variables together: 2.3-4.7 % (oneDNN on/off);
-# the worst single variable: 3.6 % (oneDNN off), 11 % (on: a BN beta whose
-# whole update is 1e-4).  Defects are far above: without synchronized BN
-# (each replica normalizing its half) the updates differ by 190-360 %
-# (every variable); gradients not summed over the replicas would be 50 %
-# off.  A second step is not compared: from there the rounding difference
-# compounds chaotically (20 % after two steps even at lr 1e-5, 100 % after
-# three at 2e-3), in mirrored and permuted single-device runs alike.
-STEP_RTOL_ALL = 0.15  # all trainable variables together: 3x the worst seen
+# update| over all trainable variables together: 2.3 % (oneDNN off), 4.7 %
+# (on), 5.7 % (off, on a digits-augmented batch); the worst single
+# variable: 3.6 % (off), 11 % (on: a BN beta whose whole update is 1e-4).
+# Defects are far above: without synchronized BN (each replica normalizing
+# its half) the updates differ by 190-360 % (every variable); gradients not
+# summed over the replicas would be 50 % off.  A second step is not
+# compared: from there the rounding difference compounds chaotically (20 %
+# after two steps even at lr 1e-5, 100 % after three at 2e-3), in mirrored
+# and permuted single-device runs alike.
+STEP_RTOL_ALL = 0.25  # all trainable variables together: 4x the worst seen
 STEP_RTOL_EACH = 0.5  # each variable: 4.5x the worst seen
 # Absolute floor per element for variables whose exact gradient is 0 (a BN
 # beta before another BN that cancels any shift): pure rounding, ~1e-9.
