@@ -1,9 +1,5 @@
 """Each raw-op kernel against the Keras layer it stands in for."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl.testing import absltest
 from absl.testing import parameterized
 import keras

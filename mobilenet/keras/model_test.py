@@ -2,8 +2,6 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl.testing import absltest
 from absl.testing import parameterized
 import h5py

@@ -5,8 +5,6 @@ import os
 import signal
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl.testing import absltest
 import keras
 import numpy as np
@@ -19,7 +17,7 @@ from mobilenet.core import model_source
 from mobilenet.core import params as params_lib
 from mobilenet.core import preprocess
 from mobilenet.keras import model as model_lib
-from mobilenet.keras import testdata
+from mobilenet.testing import images
 from mobilenet.keras import train_lib
 
 PER_CLASS = 24
@@ -65,7 +63,7 @@ class TrainTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.data = testdata.make_folder(
+    cls.data = images.make_folder(
         tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir()),
         per_class=PER_CLASS)
     # 3 classes x 24 images, 6 per class held out; 2 bad files in class c1.
@@ -238,7 +236,7 @@ class CheckpointRefusalTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.data = testdata.make_folder(
+    cls.data = images.make_folder(
         tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir()),
         per_class=6, bad_files=False)
 

@@ -6,10 +6,7 @@ against itself (replicas, step counts, the export).  Nothing here depends on
 training reaching some loss.
 """
 
-import os
 import tempfile
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl.testing import absltest
 import numpy as np
@@ -24,7 +21,7 @@ from mobilenet.core import model_source  # pylint: disable=g-import-not-at-top
 from mobilenet.core import ops  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import layers  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import model as model_lib  # pylint: disable=g-import-not-at-top
-from mobilenet.keras import testdata  # pylint: disable=g-import-not-at-top
+from mobilenet.testing import images  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import train_lib  # pylint: disable=g-import-not-at-top
 
 # 3 classes x 15 images; val_split 0.25 holds out round(3.75) = 4 per class:
@@ -83,7 +80,7 @@ class MirroredTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.data = testdata.make_folder(
+    cls.data = images.make_folder(
         tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir()),
         per_class=PER_CLASS, bad_files=False)
 
