@@ -7,9 +7,14 @@ Converts the model (--weights, default bundled) twice with logits output
 (labels = sub-folder names, e.g. data/mnist_heldout/<digit>/), and writes
 fidelity.csv (per-layer table of tf.lite.experimental.QuantizationDebugger)
 and fidelity.md (accuracies, top-1 agreement, logit errors, worst layers).
+For --quantize=int8 it also runs the deployed int8 model (softmax output,
+the bytes //mobilenet/tflite:mobilenet_v2_micro builds) in TensorFlow Lite
+Micro and compares it with LiteRT's reference kernels (bit for bit) and with
+LiteRT's default XNNPACK path.
 """
 
 import csv
+import hashlib
 import io
 import os
 
@@ -22,6 +27,7 @@ import numpy as np
 from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
 from mobilenet.core import preprocess
 from mobilenet.tflite import converter
+from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import runtime
 
 FLAGS = flags.FLAGS
@@ -60,6 +66,48 @@ def evaluate(float_model, quant_model, pixels, normalization, truth, names):
     out["float_accuracy"] = float(np.mean(names[f.argmax(1)] == truth))
     out["quantized_accuracy"] = float(np.mean(names[q.argmax(1)] == truth))
   return out
+
+
+def compare_runtimes(tflite, pixels, normalization, truth, names):
+  """Raw int8 outputs of TFLite Micro against LiteRT's reference kernels
+  and its default path (XNNPACK), on the same quantized inputs."""
+  micro = micro_runtime.MicroModel(tflite)
+  x = micro.quantize_pixels(pixels, normalization)
+  ours = micro.run_raw(x).astype(np.int64)
+  out = {"images": len(x), "micro_accuracy": None,
+         "sha256": hashlib.sha256(tflite).hexdigest()}
+  for key, model in (("reference", runtime.Model(tflite,
+                                                 reference_kernels=True)),
+                     ("xnnpack", runtime.Model(tflite))):
+    theirs = model.run_raw(x).astype(np.int64)
+    out[key] = {"identical": int(np.sum(np.all(ours == theirs, axis=1))),
+                "top1_agreement": int(np.sum(ours.argmax(1) ==
+                                             theirs.argmax(1))),
+                "max_step_difference": int(np.abs(ours - theirs).max())}
+  if truth is not None:
+    out["micro_accuracy"] = float(np.mean(
+        np.asarray(names)[ours.argmax(1)] == np.asarray(truth)))
+  return out
+
+
+def micro_markdown(c):
+  n = c["images"]
+  lines = ["## TensorFlow Lite Micro (the deployed int8 model, softmax "
+           "output)", "",
+           f"Model sha256 {c['sha256'][:16]}… (the `tflite_sha256` of "
+           "`mobilenet_v2_micro.json` when the settings match). Raw int8 "
+           "outputs on the same quantized inputs; a step is one unit of the "
+           "output's quantization scale.", "",
+           "| TFLM vs | identical outputs | top-1 agreement | largest "
+           "difference |", "| --- | --- | --- | --- |"]
+  for key, label in (("reference", "LiteRT reference kernels (BUILTIN_REF)"),
+                     ("xnnpack", "LiteRT default (XNNPACK)")):
+    r = c[key]
+    lines.append(f"| {label} | {r['identical']:,}/{n:,} | "
+                 f"{r['top1_agreement']:,}/{n:,} | "
+                 f"{r['max_step_difference']} steps |")
+  lines += ["", f"TFLM accuracy: {_pct(c['micro_accuracy'])}.", ""]
+  return "\n".join(lines)
 
 
 def layer_table(tf_model, quantize, rep, debug_x):
@@ -151,6 +199,13 @@ def main(argv):
           "debug_images": len(debug_x)}
   cli.atomic_write(os.path.join(save_to, "fidelity.csv"), buf.getvalue())
   md = markdown(summary, rows, meta, FLAGS.worst)
+  if FLAGS.quantize == "int8":
+    deployed = converter.convert_source(
+        source, "int8", cli.user_path(FLAGS.calibration_dir),
+        FLAGS.num_calibration)
+    md += "\n" + micro_markdown(compare_runtimes(
+        deployed.tflite, pixels, norm, folder_labels(paths, images_dir),
+        source.labels))
   cli.atomic_write(os.path.join(save_to, "fidelity.md"), md)
   print(md)
 

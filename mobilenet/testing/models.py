@@ -4,7 +4,11 @@
 activations layer by layer until the logits are ~1e-11, which makes any
 quantization comparison meaningless; setting each BN's moving statistics to
 the batch statistics of real digits (one training-mode pass) gives unit-scale
-activations, like a trained net.
+activations, like a trained net.  BN's gamma/beta and the classifier bias are
+drawn too (seeded): left at the init's 1/0, many folded biases are all zero
+and the converter shares identical constants, so the .tflite and TFLM's arena
+come out smaller than a trained model's of the same shape (equal to the byte
+once drawn; //tools:micro_fit measures with these models).
 
 `digit_model_1001` turns the bundled digit model into a 1001-output Keras
 weight file (output 0 a background class, outputs 1..10 the digits, the rest
@@ -27,13 +31,24 @@ from mobilenet.tflite import converter
 
 
 def live_random_source(alpha=0.35, input_size=32, channels=1, classes=10,
-                       num_images=32):
+                       num_images=32, seed=0):
   source = model_source.resolve("random", alpha=alpha, input_size=input_size,
                                 channels=channels, classes=classes)
+  rng = np.random.default_rng(seed)
   paths = preprocess.find_images(converter.default_calibration_dir())
   images = preprocess.load_images(paths[-num_images:], input_size,
                                   channels=channels)
-  zeroed = {k: dict(v) for k, v in source.params.items()}
+  drawn = {}
+  for name in sorted(source.params):
+    layer = drawn[name] = dict(source.params[name])
+    if "gamma" in layer:
+      layer["gamma"] = rng.uniform(0.5, 1.5, layer["gamma"].shape)
+      layer["beta"] = rng.normal(0.0, 0.5, layer["beta"].shape)
+    elif name == "predictions":
+      layer["bias"] = rng.normal(0.0, 0.1, layer["bias"].shape)
+    for k, v in layer.items():
+      layer[k] = np.asarray(v, np.float32)
+  zeroed = {k: dict(v) for k, v in drawn.items()}
   for v in zeroed.values():
     if "moving_mean" in v:
       v["moving_mean"] = np.zeros_like(v["moving_mean"])
@@ -42,7 +57,7 @@ def live_random_source(alpha=0.35, input_size=32, channels=1, classes=10,
   # Moving stats started at 0, so new = batch * (1 - momentum).
   batch = {name: {k: np.asarray(t) / (1.0 - ops.BN_MOMENTUM)
                   for k, t in s.items()} for name, s in stats.items()}
-  params = params_lib.with_bn_stats(source.params, batch)
+  params = params_lib.with_bn_stats(drawn, batch)
   return dataclasses.replace(source, params=params,
                              description=source.description + " (BN stats "
                              "from digits)")

@@ -7,6 +7,12 @@ r"""Converts MobileNetV2 to .tflite with a JSON sidecar.
 Writes out/<name>.tflite and out/<name>.json (atomically) and prints a
 summary.  --weights=auto takes ImageNet when it is cached or downloadable,
 else the bundled digit model, and says which.
+
+--target=micro also writes the TensorFlow Lite Micro build:
+<name>_model_data.h/.cc (the model as a C array), <name>_op_resolver.h (the
+MicroMutableOpResolver the model needs) and, in the sidecar, the tensor
+arena measured in the TFLM interpreter; a model TFLM cannot run is refused
+with one line naming the op or tensor, and nothing is written.
 """
 
 import os
@@ -18,6 +24,7 @@ from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 
 from mobilenet.tflite import converter  # pylint: disable=g-bad-import-order
+from mobilenet.tflite import micro_export
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("save_to", None, "Output directory (created when the "
@@ -31,6 +38,9 @@ flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
 flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
                      "Calibration images, first N in sorted path order.")
 flags.DEFINE_string("name", None, "Output file stem (default: descriptive).")
+flags.DEFINE_enum("target", "tflite", ["tflite", "micro"], "tflite: the "
+                  ".tflite and sidecar; micro: also C++ sources for TensorFlow "
+                  "Lite Micro and the measured arena (needs an int8 model).")
 flags.mark_flag_as_required("save_to")
 
 
@@ -62,6 +72,9 @@ def summary(converted, paths):
                f"{meta['tflite_sha256'][:16]}")
   lines.append(f"ops           {sum(ops.values())}: " + ", ".join(
       f"{k} x{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])))
+  if "micro" in meta:
+    lines += micro_export.summary_lines(meta["micro"])
+    lines += [f"              {p}" for p in paths[2:]]
   lines.append(f"time          {converted.seconds:.1f} s")
   return "\n".join(lines)
 
@@ -87,6 +100,8 @@ def main(argv):
   converted = converter.convert_source(
       source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
       name=FLAGS.name)
+  if FLAGS.target == "micro":
+    converted = micro_export.for_micro(converted)
   paths = converter.save(converted, save_to)
   print(summary(converted, paths))
   sys.stdout.flush()

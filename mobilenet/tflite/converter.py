@@ -250,6 +250,9 @@ class Converted:
   tflite: bytes
   metadata: dict
   seconds: float
+  # More outputs written beside the model, file name -> bytes (the micro
+  # target's C++ sources).
+  files: dict = dataclasses.field(default_factory=dict)
 
 
 def convert_source(source, quantize, calibration_dir=None,
@@ -279,16 +282,19 @@ def sidecar_bytes(metadata):
 
 
 def save(converted, directory):
-  """Writes <name>.tflite and <name>.json into `directory` atomically.
+  """Writes <name>.tflite, <name>.json (and `converted.files`) into
+  `directory` atomically.
 
-  Both go to temp files first; nothing named <name>.* exists unless both
-  were written completely.
+  All go to temp files first; none of them exists unless all were written
+  completely.
   """
   os.makedirs(directory, exist_ok=True)
   outputs = [(os.path.join(directory, converted.name + ".tflite"),
               converted.tflite),
              (os.path.join(directory, converted.name + ".json"),
               sidecar_bytes(converted.metadata))]
+  outputs += [(os.path.join(directory, n), data)
+              for n, data in sorted(converted.files.items())]
   temps, done = [], []
   try:
     for final, data in outputs:

@@ -4,6 +4,11 @@ r"""Classifies images with a .tflite model and can dump every tensor.
   tools/bazel run //mobilenet/tflite:infer -- -i a.png -i b.jpg \
       --model out/m.tflite --labels labels.txt --top_k 3 \
       --save_to dump/ --data_format channel_first
+  tools/bazel run //mobilenet/tflite:infer -- -i a.png --runtime micro
+
+--runtime=litert (default) runs LiteRT (XNNPACK where it applies);
+--runtime=micro runs the same file in the TensorFlow Lite Micro interpreter,
+the kernels a microcontroller build compiles.
 
 Default model: the int8 bundled digit model built by
 //mobilenet/tflite:mobilenet_v2_int8, with the labels from its sidecar.
@@ -23,6 +28,7 @@ from absl import flags  # pylint: disable=g-bad-import-order
 import numpy as np
 
 from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
+from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import runtime
 
 FLAGS = flags.FLAGS
@@ -35,6 +41,8 @@ flags.DEFINE_string("labels", None, "Class names, one per line (a leading "
                     "model's sidecar, else ImageNet names for 1000/1001 "
                     "outputs, else output indices, said in a note).")
 flags.DEFINE_integer("top_k", 5, "Classes shown per image.", lower_bound=1)
+flags.DEFINE_enum("runtime", "litert", ["litert", "micro"], "litert: LiteRT; "
+                  "micro: the TensorFlow Lite Micro interpreter.")
 flags.DEFINE_integer("num_threads", None, "LiteRT threads (default: LiteRT's).",
                      lower_bound=1)
 flags.DEFINE_string("save_to", None, "Dump every intermediate tensor here.")
@@ -114,8 +122,16 @@ def main(argv):
                 runtime.default_model())
   save_to = cli.output_dir(cli.user_path(FLAGS.save_to)) if FLAGS.save_to else None
   dump = save_to is not None
-  model = runtime.Model(model_path, num_threads=FLAGS.num_threads,
-                        preserve_all_tensors=dump)
+  if FLAGS.runtime == "micro":
+    for flag, value in (("--save_to", FLAGS.save_to),
+                        ("--num_threads", FLAGS.num_threads)):
+      if value is not None:
+        raise cli.UsageError(f"{flag} is for --runtime=litert; TFLite Micro "
+                             "runs one thread and keeps no tensor dump")
+    model = micro_runtime.MicroModel(model_path)
+  else:
+    model = runtime.Model(model_path, num_threads=FLAGS.num_threads,
+                          preserve_all_tensors=dump)
   meta = runtime.read_sidecar(model_path)
   names = class_names(model, meta)
   normalization = (meta or {}).get("normalization", "tf")

@@ -13,6 +13,7 @@ from mobilenet.core import model_source
 from mobilenet.core import preprocess
 from mobilenet.testing import tools
 from mobilenet.tflite import converter
+from mobilenet.tflite import runtime
 
 INFER = "mobilenet/tflite/infer.py"
 
@@ -59,6 +60,23 @@ class InferTest(absltest.TestCase):
         r = tools.run_tool(INFER, *args)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(_top1(r.stdout), self.want)
+
+  def test_micro_runtime_gives_litert_reference_scores(self):
+    args = ["--model", self.models["int8"], "--runtime", "micro", "--top_k",
+            "10"]
+    for s in SAMPLES:
+      args += ["-i", s]
+    r = tools.run_tool(INFER, *args)
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertEqual(_top1(r.stdout), self.want)
+    # LiteRT's reference kernels compute what TFLM's do, bit for bit.
+    ref = runtime.Model(self.models["int8"], reference_kernels=True)
+    scores = ref.predict_pixels(ref.load_images(SAMPLES),
+                                self.source.normalization)
+    printed = [l.split() for l in r.stdout.splitlines() if l.startswith(" ")]
+    for n, row in enumerate(scores):
+      got = {int(p[-1].strip("[]")): p[-2] for p in printed[10 * n:10 * n + 10]}
+      self.assertEqual(got, {i: f"{v:.4f}" for i, v in enumerate(row)})
 
   def test_labels_file_with_background_line_is_aligned(self):
     labels = self.create_tempfile(
@@ -123,6 +141,11 @@ class InferTest(absltest.TestCase):
         "labels count": (good + ["--labels", labels], "3 labels"),
         "save_to": (good + ["--save_to", os.path.join(blocker, "x")],
                     "--save_to"),
+        "micro dump": (good + ["--runtime", "micro", "--save_to",
+                               d.full_path], "--save_to is for --runtime=litert"),
+        "micro float16": (["--model", self.models["float16"], "--runtime",
+                           "micro", "-i", SAMPLES[0]],
+                          "TFLite Micro cannot load the model"),
     }
     for what, (args, needle) in cases.items():
       with self.subTest(what):

@@ -1,7 +1,8 @@
 """Runs image-classification .tflite models with LiteRT.
 
 `Model` accepts any classifier flatbuffer: float32, int8 or uint8 input, any
-input size, 1 or 3 channels.  Callers pass normalised float images (or
+input size, 1 or 3 channels (the I/O logic it shares with TFLite Micro's
+runtime is `classifier.Classifier`).  Callers pass normalised float images (or
 pixels plus a normalisation); inputs are quantized and outputs dequantized
 with the model's own scale and zero point, so int8, uint8 and float models
 are used the same way.  Files are checked before the interpreter sees them:
@@ -19,22 +20,28 @@ try:
   from ai_edge_litert import interpreter as _litert
   Interpreter = _litert.Interpreter
   _NO_DELEGATES = _litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+  _REFERENCE = _litert.OpResolverType.BUILTIN_REF
   BACKEND = "ai-edge-litert"
 except ImportError:  # pragma: no cover - LiteRT is a declared dependency
   import tensorflow as _tf  # pylint: disable=g-import-not-at-top
   Interpreter = _tf.lite.Interpreter
   _NO_DELEGATES = _tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+  _REFERENCE = _tf.lite.experimental.OpResolverType.BUILTIN_REF
   BACKEND = "tensorflow"
 
-from mobilenet.core import preprocess
+from mobilenet.tflite import classifier
+
+# Shared with the other runtimes; callers know them as runtime.*.
+Classifier = classifier.Classifier
+ModelFileError = classifier.ModelFileError
+normalization_spec = classifier.normalization_spec
+normalize = classifier.normalize
+quantize = classifier.quantize
+dequantize = classifier.dequantize
 
 FILE_IDENTIFIER = b"TFL3"
 # Root offset (4) + identifier (4) + the smallest possible table.
 _MIN_SIZE = 16
-
-
-class ModelFileError(ValueError):
-  """The .tflite file is missing, not a TFLite model, or damaged."""
 
 
 def read_model(path):
@@ -97,48 +104,21 @@ def read_sidecar(model_path):
   return meta if isinstance(meta, dict) else None
 
 
-def normalization_spec(normalization):
-  """{"mode": ..., "mean": ..., "std": ...} from a mode name or a dict."""
-  if normalization is None:
-    return {"mode": "tf"}
-  spec = ({"mode": normalization} if isinstance(normalization, str)
-          else dict(normalization))
-  if spec.get("mode") not in preprocess.MODES:
-    raise ValueError(f"unknown normalization {normalization!r}; mode must be "
-                     f"one of {preprocess.MODES}")
-  return spec
-
-
-def normalize(pixels, normalization):
-  """Model input from uint8 pixels, per a normalization spec."""
-  spec = normalization_spec(normalization)
-  return preprocess.normalize(pixels, mode=spec["mode"],
-                              mean=spec.get("mean"), std=spec.get("std"))
-
-
 def _quant(detail):
   scale, zero_point = detail["quantization"]
   return float(scale), int(zero_point)
 
 
-def quantize(x, scale, zero_point, dtype):
-  """Float -> integer with TFLite's rounding (half away from zero)."""
-  info = np.iinfo(dtype)
-  v = np.asarray(x, np.float64) / scale
-  # np.round would round half to even; TFLite rounds half away from zero.
-  q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
-  return np.clip(q, info.min, info.max).astype(dtype)
+class Model(Classifier):
+  """One .tflite classifier (path or bytes) run by LiteRT.
 
-
-def dequantize(q, scale, zero_point):
-  return (np.asarray(q, np.float64) - zero_point).astype(np.float32) * np.float32(scale)
-
-
-class Model:
-  """One .tflite classifier (path or bytes) with float in, float out."""
+  `reference_kernels=True` runs LiteRT's reference kernels
+  (OpResolverType.BUILTIN_REF): plain C++ loops, the numerics TFLite Micro's
+  kernels reproduce, so outputs can be compared bit for bit.
+  """
 
   def __init__(self, model, num_threads=None, preserve_all_tensors=False,
-               use_default_delegates=None):
+               use_default_delegates=None, reference_kernels=False):
     if isinstance(model, (bytes, bytearray)):
       self.path = None
       data = bytes(model)
@@ -149,9 +129,11 @@ class Model:
     self.num_bytes = len(data)
     if use_default_delegates is None:
       # XNNPACK would fuse ops away and hide their intermediate tensors.
-      use_default_delegates = not preserve_all_tensors
+      use_default_delegates = not (preserve_all_tensors or reference_kernels)
     kwargs = {}
-    if not use_default_delegates:
+    if reference_kernels:
+      kwargs["experimental_op_resolver_type"] = _REFERENCE
+    elif not use_default_delegates:
       kwargs["experimental_op_resolver_type"] = _NO_DELEGATES
     name = self.path or "<bytes>"
     try:
@@ -171,22 +153,9 @@ class Model:
       raise ModelFileError(f"{name}: expected one input and one output, got "
                            f"{len(inputs)} and {len(outputs)}")
     self.input, self.output = inputs[0], outputs[0]
-    shape = tuple(int(v) for v in self.input["shape"])
-    if len(shape) != 4 or shape[-1] not in (1, 3):
-      raise ModelFileError(f"{name}: input shape {shape} is not an NHWC image"
-                           " with 1 or 3 channels")
-    if np.dtype(self.input["dtype"]) not in (np.float32, np.int8, np.uint8):
-      raise ModelFileError(f"{name}: unsupported input type "
-                           f"{np.dtype(self.input['dtype']).name}")
-    if len(self.output["shape"]) != 2:
-      raise ModelFileError(f"{name}: output shape {tuple(self.output['shape'])}"
-                           " is not (batch, classes)")
-    self.input_shape = shape
-    self.input_size = shape[1:3]
-    self.channels = shape[3]
-    self.num_classes = int(self.output["shape"][-1])
-    self.input_dtype = np.dtype(self.input["dtype"])
-    self.output_dtype = np.dtype(self.output["dtype"])
+    self._set_io(name, self.input["shape"], self.input["dtype"],
+                 _quant(self.input), self.output["shape"],
+                 self.output["dtype"], _quant(self.output))
 
   # ---- description ------------------------------------------------------
 
@@ -204,70 +173,10 @@ class Model:
       counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
     return counts
 
-  # ---- inference --------------------------------------------------------
-
-  def _prepare(self, x):
-    if self.input_dtype == np.float32:
-      return np.asarray(x, np.float32)
-    scale, zp = _quant(self.input)
-    if scale == 0:
-      raise ValueError("model has an integer input without quantization "
-                       "parameters; feed it with predict_pixels(..., 'raw')")
-    return quantize(x, scale, zp, self.input_dtype)
-
-  def _run(self, batch):
-    """Runs already-typed input, one image at a time (fixed batch of 1
-    models are the norm; larger fixed batches are filled in chunks)."""
-    n_fixed = self.input_shape[0]
-    results = []
-    for start in range(0, len(batch), n_fixed):
-      chunk = batch[start:start + n_fixed]
-      pad = n_fixed - len(chunk)
-      if pad:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-      self.interpreter.set_tensor(self.input["index"], chunk)
-      self.interpreter.invoke()
-      out = self.interpreter.get_tensor(self.output["index"])
-      results.append(out[:n_fixed - pad] if pad else out)
-    return np.concatenate(results)
-
-  def _check_batch(self, images):
-    images = np.asarray(images)
-    if images.ndim == 3:
-      images = images[None]
-    want = self.input_shape[1:]
-    if images.ndim != 4 or images.shape[1:] != want:
-      raise ValueError(f"images must have shape (n,) + {want}, got "
-                       f"{images.shape}")
-    return images
-
-  def predict(self, images):
-    """Scores (n, classes) float32 for normalised float images (n, h, w, c)."""
-    images = self._check_batch(images)
-    raw = self._run(self._prepare(images))
-    if self.output_dtype == np.float32:
-      return raw.astype(np.float32)
-    scale, zp = _quant(self.output)
-    if scale == 0:
-      return raw.astype(np.float32)
-    return dequantize(raw, scale, zp)
-
-  def predict_pixels(self, pixels, normalization="tf"):
-    """As `predict`, from uint8 pixels and the model's normalisation."""
-    pixels = self._check_batch(pixels)
-    spec = normalization_spec(normalization)
-    if spec["mode"] == "raw" or (self.input_dtype != np.float32 and
-                                 _quant(self.input)[0] == 0):
-      raw = self._run(pixels.astype(self.input_dtype))
-      if self.output_dtype == np.float32 or _quant(self.output)[0] == 0:
-        return raw.astype(np.float32)
-      return dequantize(raw, *_quant(self.output))
-    return self.predict(normalize(pixels, spec))
-
-  def load_images(self, paths):
-    """uint8 pixels of the files at the model's size and channel count."""
-    return preprocess.load_images(paths, self.input_size,
-                                  channels=self.channels, mode="raw")
+  def _invoke(self, batch):
+    self.interpreter.set_tensor(self.input["index"], batch)
+    self.interpreter.invoke()
+    return self.interpreter.get_tensor(self.output["index"])
 
   # ---- intermediate tensors --------------------------------------------
 
