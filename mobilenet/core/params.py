@@ -204,12 +204,8 @@ def load_h5(path, net: arch.Network):
   stored = read_h5(path)
   params = {}
   for layer, shapes in net.weight_shapes().items():
-    if layer not in stored:
-      raise ValueError(
-          f"weight file {path}: layer '{layer}' is missing (MobileNetV2 "
-          f"alpha={net.alpha} needs it with weights "
-          f"{ {k: tuple(v) for k, v in shapes.items()} }).")
-    params[layer] = _net_keys(stored[layer], shapes)
+    if layer in stored:  # a missing layer is named by check() below
+      params[layer] = _net_keys(stored[layer], shapes)
   check(params, net, source=f"weight file {path}")
   return select(params, net)
 
