@@ -25,6 +25,9 @@ def finish(trainer):
              f"statistics from training, {after:.4f} after re-estimating "
              f"them over {n} training batches")
   trainer.log(f"final val_accuracy {after:.4f}")
+  if trainer.tensorboard:
+    trainer.tensorboard.final(int(trainer.epoch.numpy()), before, after,
+                              "the exported model")
   trainer.state.accuracy_before_bn_reestimate = before
   trainer.state.accuracy = after
   trainer.state.bn_reestimated = bool(cfg.bn_reestimate)

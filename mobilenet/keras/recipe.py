@@ -77,6 +77,15 @@ def learning_rate(cfg, steps_per_epoch):
       cfg.epochs * steps_per_epoch, warmup, cfg.lr_schedule == "cosine")
 
 
+def rate_of_step(optimizer, step):
+  """The learning rate global step `step` (1-based) trained with: the
+  schedule at the optimizer's iteration count before that step."""
+  rate = optimizer._learning_rate  # pylint: disable=protected-access
+  if callable(rate):  # a LearningRateSchedule
+    return float(rate(step - 1))
+  return float(optimizer.learning_rate)
+
+
 def make_optimizer(cfg, steps_per_epoch):
   import keras  # pylint: disable=g-import-not-at-top
   lr = learning_rate(cfg, steps_per_epoch)

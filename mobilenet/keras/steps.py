@@ -44,16 +44,6 @@ def build(model, optimizer, strategy, global_batch, spec, counters,
   bn_count that the steps advance.  Trainable flags (finetune.apply) are
   read when a step is traced: build again after changing them."""
 
-  def train_replica(images, labels):
-    with tf.GradientTape() as tape:
-      logits = model(images, training=True)
-      per_example, sums = _loss_and_counts(labels, logits, label_smoothing)
-      loss = tf.nn.compute_average_loss(per_example,
-                                        global_batch_size=global_batch)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return sums
-
   def eval_replica(images, labels):
     _, sums = _loss_and_counts(labels, model(images, training=False))
     return sums
@@ -66,13 +56,6 @@ def build(model, optimizer, strategy, global_batch, spec, counters,
     return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, None)
 
   @tf.function(input_signature=[spec])
-  def train_step(batch):
-    sums = reduce(strategy.run(train_replica, args=batch))
-    counters.step.assign_add(1)
-    counters.step_in_epoch.assign_add(1)
-    return sums
-
-  @tf.function(input_signature=[spec])
   def eval_step(batch):
     return reduce(strategy.run(eval_replica, args=batch))
 
@@ -81,4 +64,35 @@ def build(model, optimizer, strategy, global_batch, spec, counters,
     strategy.run(bn_replica, args=(batch[0],))
     counters.bn_count.assign_add(1.0)
 
+  train_step = train(lambda images: model(images, training=True),
+                     lambda: model.trainable_variables, optimizer, strategy,
+                     global_batch, spec, counters, label_smoothing)
   return Steps(train_step, eval_step, bn_step)
+
+
+def train(forward, variables, optimizer, strategy, global_batch, spec,
+          counters, label_smoothing=0.0):
+  """batch -> [loss sum, correct, count]: one update of `variables()` (read
+  when traced) through `forward(inputs) -> logits`; advances the counters.
+  The model's step, and the head's on cached features (feature_cache.py)."""
+
+  def train_replica(inputs, labels):
+    with tf.GradientTape() as tape:
+      logits = forward(inputs)
+      per_example, sums = _loss_and_counts(labels, logits, label_smoothing)
+      loss = tf.nn.compute_average_loss(per_example,
+                                        global_batch_size=global_batch)
+    weights = variables()
+    grads = tape.gradient(loss, weights)
+    optimizer.apply_gradients(zip(grads, weights))
+    return sums
+
+  @tf.function(input_signature=[spec])
+  def train_step(batch):
+    sums = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                           strategy.run(train_replica, args=batch), None)
+    counters.step.assign_add(1)
+    counters.step_in_epoch.assign_add(1)
+    return sums
+
+  return train_step

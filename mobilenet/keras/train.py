@@ -128,6 +128,16 @@ flags.DEFINE_float("weight_decay", _D.weight_decay, "Decoupled weight decay "
 flags.DEFINE_float("ema", _D.ema, "Momentum of an exponential moving "
                    "average of the weights used for validation and export "
                    "(e.g. 0.999); 0 = off.")
+flags.DEFINE_boolean("tensorboard", _D.tensorboard, "train: write "
+                     "TensorBoard event files to <checkpoint_dir>/tensorboard "
+                     "(chief only; docs/tensorboard.md).")
+flags.DEFINE_integer("tensorboard_every_steps", _D.tensorboard_every_steps,
+                     "train: step/loss and step/learning_rate every this "
+                     "many steps.")
+flags.DEFINE_boolean("feature_cache", _D.feature_cache, "train: when only "
+                     "the head learns and --augment=none, compute the "
+                     "backbone's pooled features once and train the head on "
+                     "them (docs/feature_cache.md).")
 flags.DEFINE_string("weights", "bundled", "predict/eval: auto, imagenet, "
                     "bundled, random or a .h5/.json path.")
 flags.DEFINE_string("labels", None, "predict/eval: class-names file, one per "
@@ -151,7 +161,7 @@ def _config(argv):
            "bn_reestimate_batches", "seed", "init_weights", "freeze",
            "head_epochs", "fine_tune_learning_rate", "fine_tune_bn",
            "augment", "warmup_epochs", "label_smoothing", "weight_decay",
-           "ema")
+           "ema", "tensorboard", "tensorboard_every_steps", "feature_cache")
   values = {n: getattr(FLAGS, n) for n in names}
   for n in ("data_dir", "val_dir", "train_files", "val_files",
             "checkpoint_dir", "export_path"):

@@ -65,6 +65,13 @@ class Config:
   label_smoothing: float = 0.0
   weight_decay: float = 0.0
   ema: float = 0.0  # EMA momentum of the weights for eval/export; 0 = off
+  # TensorBoard event files under <checkpoint_dir>/tensorboard (chief only).
+  tensorboard: bool = True
+  tensorboard_every_steps: int = 10
+  # Head phase: train the head on the backbone's pooled features, computed
+  # once (feature_cache.py), when nothing before the head learns and the
+  # training images are not augmented.
+  feature_cache: bool = True
   command: str = ""  # recorded in the export's sidecar
   verbose: int = 1   # 0 quiet, 1 progress bar, 2 one line per epoch
 
@@ -103,7 +110,8 @@ def validate(cfg: Config):
       cfg.checkpoint_every_steps < 0):
     raise TrainError("--checkpoint_every_steps must be >= 0, got "
                      f"{cfg.checkpoint_every_steps!r}.")
-  for name in ("epochs", "batch_size", "bn_reestimate_batches"):
+  for name in ("epochs", "batch_size", "bn_reestimate_batches",
+               "tensorboard_every_steps"):
     if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
       raise TrainError(f"--{name} must be a positive integer, got "
                        f"{getattr(cfg, name)!r}.")

@@ -14,20 +14,24 @@
   line is `final val_accuracy X`, the exported model's validation accuracy.
 * Fine-tuning (finetune.py): --init_weights, --freeze, a head phase of
   --head_epochs with the backbone frozen, then the rest at
-  --fine_tune_learning_rate (recipe.PhaseSchedule).
+  --fine_tune_learning_rate (recipe.PhaseSchedule); when only the head
+  learns on unaugmented images it trains on features computed once
+  (feature_cache.py).
+* TensorBoard event files (tensorboard_log.py), chief only.
 """
 
 import dataclasses
 import os
 import signal
 import sys
-import time
 from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from mobilenet.keras import data as data_lib
+from mobilenet.keras import epoch_loop
+from mobilenet.keras import feature_cache
 from mobilenet.keras import finetune
 from mobilenet.keras import finish
 from mobilenet.keras import model as model_lib
@@ -35,6 +39,7 @@ from mobilenet.keras import multiworker
 from mobilenet.keras import recipe
 from mobilenet.keras import run_dir
 from mobilenet.keras import steps as steps_lib
+from mobilenet.keras import tensorboard_log
 from mobilenet.keras import validation
 from mobilenet.keras import train_config
 from mobilenet.keras.train_config import (  # pylint: disable=unused-import
@@ -100,6 +105,8 @@ class Trainer:
     self.state = run_dir.RunState(config=self.run_config())
     self._skips_reported = 0
     self._phase = None
+    self.feature_cache = None
+    self.tensorboard = None
     self._set_phase(0)
 
   # ---- config / checkpoint --------------------------------------------------
@@ -133,6 +140,8 @@ class Trainer:
 
   def save(self):
     # Every worker saves (collectively); only the chief's save is kept.
+    if self.tensorboard:  # the events the checkpoint covers are on disk
+      self.tensorboard.flush()
     try:
       state = run_dir.save(
           multiworker.save_dir(self.cfg.checkpoint_dir, self.worker),
@@ -165,14 +174,25 @@ class Trainer:
   def _distribute(self, ds):
     return self.strategy.experimental_distribute_dataset(ds)
 
-  def train_batches(self, dataset):
-    """One compiled train step per (images, labels) batch of `dataset`, as
-    an epoch runs them but without its bookkeeping (no logging, checkpoint
-    or epoch count); returns the summed [loss, correct, count].  The
-    benchmark times training through this."""
+  def epoch_stream(self, epoch, skip_batches=0):
+    """(batches, train step) of epoch `epoch`: images through the model, or
+    while only the head learns on unaugmented images, the cached features
+    through the head (feature_cache.py)."""
+    b, seed = self.cfg.batch_size, self.cfg.seed * 1_000_003 + epoch
+    cache = feature_cache.for_epoch(self)
+    if cache is not None:
+      return cache.dataset(b, seed, skip_batches), cache.train_step
+    return self.train_data.dataset(
+        b, shuffle_seed=seed, skip_batches=skip_batches), self._train_step
+
+  def train_batches(self, dataset, step=None):
+    """One compiled train step (`step`, default the model's) per batch of
+    `dataset`, as an epoch runs them but without its bookkeeping (no
+    logging, checkpoint or epoch count); returns the summed [loss, correct,
+    count].  The benchmark times training through this."""
     totals = np.zeros(3)
     for batch in self._distribute(dataset):
-      totals += self._train_step(batch).numpy()
+      totals += (step or self._train_step)(batch).numpy()
     return totals
 
   def evaluate(self, pipeline=None, reestimate=False):
@@ -207,78 +227,17 @@ class Trainer:
 
     stop = _StopFlag()
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    self.tensorboard = tensorboard_log.open_log(self)
     try:
-      interrupted = self._train_epochs(stop)
+      interrupted = epoch_loop.train_epochs(self, stop)
+      return self._result(False) if interrupted else self._finish()
     finally:
       for s, h in old.items():
         signal.signal(s, h)
-    if interrupted:
-      return self._result(False)
-    return self._finish()
-
-  def _train_epochs(self, stop):
-    cfg = self.cfg
-    steps = self.train_data.steps(cfg.batch_size)
-    while int(self.epoch.numpy()) < cfg.epochs:
-      epoch = int(self.epoch.numpy())
-      self._set_phase(epoch)
-      skip = int(self.step_in_epoch.numpy())
-      if self.finalized.numpy():  # more --epochs after a finished run
-        self.finalized.assign(False)
-      ds = self.train_data.dataset(cfg.batch_size,
-                                   shuffle_seed=cfg.seed * 1_000_003 + epoch,
-                                   skip_batches=skip)
-      self.log(f"epoch {epoch + 1}/{cfg.epochs}")
-      bar = self._progbar(steps)
-      totals = np.array(self.state.partial or [0.0, 0.0, 0.0])
-      start = time.time()
-      for batch in self._distribute(ds):
-        totals += self._train_step(batch).numpy()
-        if bar:
-          bar.update(int(self.step_in_epoch.numpy()),
-                     [("loss", totals[0] / max(totals[2], 1)),
-                      ("accuracy", totals[1] / max(totals[2], 1))])
-        every = cfg.checkpoint_every_steps
-        if (stop.signum is None and every and int(self.step.numpy()) %
-            every == 0 and int(self.step_in_epoch.numpy()) < steps):
-          self.state.partial = totals.tolist()
-          self.save()
-        if stop.signum is not None:
-          self.state.partial = totals.tolist()
-          self.save()
-          self.log(f"interrupted by signal {stop.signum} at step "
-                   f"{int(self.step.numpy())}; checkpoint saved in "
-                   f"{cfg.checkpoint_dir}, rerun the same command to resume.")
-          return True
-      if not totals[2]:
-        raise TrainError("no readable training images in the stream; "
-                         + self.skipped.summary())
-      if len(self.skipped) > self._skips_reported:
-        self._skips_reported = len(self.skipped)
-        self.log("warning: " + self.skipped.summary())
-      val_loss, val_acc = self.evaluate(reestimate=self._reestimates())
-      entry = {"epoch": epoch + 1, "step": int(self.step.numpy()),
-               "loss": float(totals[0] / totals[2]),
-               "accuracy": float(totals[1] / totals[2]),
-               "val_loss": float(val_loss), "val_accuracy": float(val_acc),
-               "seconds": round(time.time() - start, 1)}
-      self.history.append(entry)
-      self.log(f"epoch {epoch + 1}: loss {entry['loss']:.4f} accuracy "
-               f"{entry['accuracy']:.4f} val_loss {val_loss:.4f} "
-               f"val_accuracy {val_acc:.4f} ({entry['seconds']:.0f} s)")
-      self.epoch.assign_add(1)
-      self.step_in_epoch.assign(0)
-      self.state.partial = None
-      self.save()
-      if (self.stop_after_epoch is not None and
-          epoch + 1 >= self.stop_after_epoch):
-        stop.signum = signal.SIGTERM
-      if stop.signum is not None:
-        self.log(f"interrupted by signal {stop.signum} after epoch "
-                 f"{epoch + 1}; checkpoint saved in {cfg.checkpoint_dir}, "
-                 "rerun the same command to resume.")
-        return True
-    return False
+      if self.tensorboard:
+        self.tensorboard.close()
+      if self.feature_cache:
+        self.feature_cache.close()
 
   def _reestimates(self):
     """BN re-estimation is on and some BatchNorm learns (not frozen)."""

@@ -39,6 +39,16 @@ def evaluate(trainer, pipeline, reestimate=False):
   return float(total[0] / total[2]), float(total[1] / total[2])
 
 
+def describe(trainer):
+  """What an epoch's validation numbers are, in one line (TensorBoard)."""
+  cfg = trainer.cfg
+  ema = " with the EMA weights" if cfg.ema else ""
+  if trainer._reestimates():  # pylint: disable=protected-access
+    return (f"the model as exported{ema}: BatchNorm statistics re-estimated "
+            f"over {cfg.bn_reestimate_batches} unaugmented training batches")
+  return f"the model{ema} with the BatchNorm statistics training keeps"
+
+
 def reestimate_bn(trainer):
   """Moving statistics of every learning BatchNorm := mean of its batch
   statistics over training batches (frozen ones and the weights are not
