@@ -238,6 +238,7 @@ class Trainer:
         self.tensorboard.close()
       if self.feature_cache:
         self.feature_cache.close()
+        self.feature_cache = None
 
   def _reestimates(self):
     """BN re-estimation is on and some BatchNorm learns (not frozen)."""
