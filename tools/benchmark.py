@@ -3,7 +3,7 @@ r"""Speed of this MobileNetV2 against keras.applications + the stock converter.
   tools/bazel run //tools:benchmark -- [--quick] [--only=P1,P3] [--profile]
       [--out_dir data/benchmark]
 
-Measures P1-P7 (see benchmark_run.py) as ratios of interleaved medians in
+Measures P1-P8 (see benchmark_run.py) as ratios of interleaved medians in
 one process (benchmark_harness.py), each side through its real code path
 (benchmark_measures.py), then writes benchmark.md, benchmark.json and
 benchmark.png into --out_dir (benchmark_report.py: temp files + rename,

@@ -12,7 +12,7 @@ import time
 
 from absl import logging
 
-METRICS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7")
+METRICS = ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +36,14 @@ class Config:
   # P7: photo-sized JPEGs (ImageNet's are ~500x375) written as TFRecords.
   records_images: int = 160
   photo_size: tuple = (375, 500)
+  # P8: held-out digits in a head-phase epoch.
+  head_images: int = 64
 
 
 FULL = Config("full", alpha=1.0, size=224, throughput_batch=32, train_batch=32,
               train_steps=2, latency_rounds=15, latency_calls=5,
               throughput_rounds=7, tflite_rounds=15, tflite_calls=5,
-              conversion_repeats=3, train_rounds=3)
+              conversion_repeats=3, train_rounds=3, head_images=256)
 QUICK = Config("quick", alpha=0.35, size=96, throughput_batch=16,
                train_batch=16, train_steps=3, latency_rounds=9,
                latency_calls=5, throughput_rounds=5, tflite_rounds=7,

@@ -93,6 +93,16 @@ class RunTest(absltest.TestCase):
     self.assertEqual(metrics["P7"].ours, ips["records_pipeline"])
     self.assertEqual(metrics["P7"].target, 3.0)
 
+  def test_head_phase(self):
+    metrics, details = self._check(("P8",), ("P8",))
+    seconds = details["P8_seconds"]
+    self.assertEqual(metrics["P8"].value,
+                     seconds["uncached"] / seconds["cached"])
+    # 64 digits (6 or 7 a class), one of each class held out (--val_split
+    # 0.1 rounds up to one image per class).
+    self.assertEqual(seconds["images"], 54)
+    self.assertEqual(metrics["P8"].target, 10.0)
+
   def test_tflite(self):
     metrics, details = self._check(
         ("P3", "P4", "P5"),

@@ -63,7 +63,8 @@ def for_epoch(trainer):
       trainer.feature_cache = None
     head_only = not any(l.trainable and l.weights for l in trainer.model.layers
                         if l.name != finetune.HEAD)
-    if head_only and not getattr(trainer, "_cache_reason_said", False):
+    if head_only and trainer.cfg.feature_cache and not getattr(
+        trainer, "_cache_reason_said", False):
       trainer._cache_reason_said = True  # pylint: disable=protected-access
       trainer.log(f"feature cache off ({reason}): the head trains through "
                   "the frozen backbone")

@@ -17,6 +17,7 @@ from mobilenet.core import model_source
 from mobilenet.core import params as params_lib
 from mobilenet.core import preprocess
 from mobilenet.keras import model as model_lib
+from mobilenet.testing import events
 from mobilenet.testing import images
 from mobilenet.keras import train_lib
 
@@ -206,7 +207,8 @@ class TrainTest(absltest.TestCase):
 
   def test_resume_after_signal_loses_no_step(self):
     ckpt = self.create_tempdir().full_path
-    cfg = _config(self.data, ckpt, epochs=2, bn_reestimate=False)
+    cfg = _config(self.data, ckpt, epochs=2, bn_reestimate=False,
+                  tensorboard_every_steps=1)
 
     def log(line):
       if line == "epoch 2/2":  # a real SIGTERM, mid-way into epoch 2
@@ -218,6 +220,9 @@ class TrainTest(absltest.TestCase):
     with open(os.path.join(ckpt, "run.json")) as f:
       state = json.load(f)
     self.assertEqual((state["epoch"], state["step_in_epoch"]), (1, 1))
+    # TensorBoard: epoch 1 as run.json has it, every step so far, and the
+    # interrupted epoch's input images.
+    events.assert_match_run(self, ckpt, self.steps + 1, input_epochs=[1, 2])
     lines = []
     second = train_lib.train(cfg, log=lines.append)
     self.assertIn("resuming", lines[0])
@@ -225,6 +230,11 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(second.step, 2 * self.steps)
     self.assertEqual([e["step"] for e in second.history],
                      [self.steps, 2 * self.steps])
+    # The resumed run continued the same curves: each step and epoch once,
+    # the values run.json has (epoch 2's images written again after the
+    # cut back to the checkpoint).
+    got = events.assert_match_run(self, ckpt, 2 * self.steps)
+    self.assertEqual([s for s, _ in got["validation", "final/accuracy"]], [2])
     # A third run finds nothing to do.
     third = train_lib.train(cfg, log=lines.append)
     self.assertEqual(third.step, 2 * self.steps)

@@ -7,7 +7,8 @@ export and curve; the chief's export equals a single-process run on the same
 global batch (to the tolerance train_mirrored_test explains); a worker
 killed mid-epoch and restarted makes the cluster resume from the last
 checkpoint and finish with the step count and export of an uninterrupted
-run.
+run; the chief's TensorBoard events match run.json, every step once, and no
+other worker writes any.
 """
 
 import glob
@@ -20,6 +21,7 @@ from absl.testing import absltest
 import numpy as np
 
 from mobilenet.core import model_source
+from mobilenet.testing import events
 from mobilenet.testing import images
 from mobilenet.testing import tools
 from mobilenet.testing import updates
@@ -146,8 +148,14 @@ class MultiWorkerTest(absltest.TestCase):
 
     self.assertEqual(sorted(os.listdir(chief_dir)),
                      ["ckpt-1.data-00000-of-00001", "ckpt-1.index",
-                      "model.h5", "model.json", "run.json",
+                      "model.h5", "model.json", "run.json", "tensorboard",
                       "training_curve.png"])
+    # TensorBoard events: the chief's alone (the other worker wrote no
+    # directory at all), one writer per run.
+    events.assert_match_run(self, chief_dir, 1, every=10)
+    for run in ("train", "validation"):
+      self.assertLen(os.listdir(os.path.join(chief_dir, "tensorboard", run)),
+                     1)
     self.assertFalse(os.path.exists(worker_dir))
     self._assert_no_worker_leftovers(cluster)
     self.assertIn("epoch 1: loss", cluster.output(0))
@@ -173,6 +181,7 @@ class MultiWorkerTest(absltest.TestCase):
     # 2 epochs x 3 steps of 6 images, a checkpoint after every step.
     args = _common(self.data) + ["--epochs=2", "--batch_size=6",
                                  "--checkpoint_every_steps=1",
+                                 "--tensorboard_every_steps=1",
                                  "--strategy=multiworker"]
     root = self.create_tempdir().full_path
 
@@ -202,6 +211,9 @@ class MultiWorkerTest(absltest.TestCase):
         state = json.load(f)
       self.assertEqual(state["step"], 6)
       self.assertEqual([h["step"] for h in state["history"]], [3, 6])
+      # The chief's curves: every step once (the killed run's events after
+      # its last checkpoint were cut back on resume), run.json's epochs.
+      events.assert_match_run(self, directory, 6)
       self._assert_no_worker_leftovers(cluster)
       if kill_at is not None:
         self.assertLess(killed_at, 6)
