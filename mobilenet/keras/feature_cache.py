@@ -13,8 +13,8 @@ retrain.py ("bottlenecks") and Keras' transfer-learning guide do the same.
 
 Features live in memory up to MEMORY_LIMIT bytes, beyond that in a .npy file
 (memory-mapped) in the run directory, deleted when the phase ends; they are
-recomputed when a run resumes.  Image folders only (--data_dir), one process
-(not --strategy=multiworker); elsewhere the head trains through the backbone
+recomputed when a run resumes.  Image folders only (--data_dir), the
+default strategy (one device); elsewhere the head trains through the backbone
 as before and the run says why once.
 """
 
@@ -47,8 +47,8 @@ def why_not(trainer):
     return f"--augment={cfg.augment} changes the images every epoch"
   if not isinstance(trainer.train_data, data_lib.FolderPipeline):
     return "only for image folders (--data_dir)"
-  if trainer.worker.count > 1:
-    return "not under --strategy=multiworker"
+  if cfg.strategy != "default":
+    return f"not yet with --strategy={cfg.strategy}"
   return None
 
 

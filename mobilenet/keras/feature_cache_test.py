@@ -8,6 +8,7 @@ pretrained backbone, --head_epochs=1) as a fine-tuning user's would.
 
 import os
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
@@ -77,6 +78,22 @@ class FeatureCacheTest(absltest.TestCase):
         readable.append(False)
     self.assertEqual(cache.readable.tolist(), readable)
     self.assertIn(False, readable)  # an unreadable file in the training split
+
+  def test_big_caches_go_to_a_file_with_the_same_batches(self):
+    ckpt = self.create_tempdir().full_path
+    trainer = train_lib.Trainer(_config(self.data, ckpt), log=lambda _: None)
+    memory = feature_cache.FeatureCache(trainer)
+    self.assertIsNone(memory.path)
+    with mock.patch.object(feature_cache, "MEMORY_LIMIT", 0):
+      disk = feature_cache.FeatureCache(trainer)
+    self.assertEqual(disk.path, os.path.join(ckpt, feature_cache.FILE))
+    self.assertIsInstance(disk.features, np.memmap)
+    for (a, la), (b, lb) in zip(disk.dataset(8, 5, 1),
+                                memory.dataset(8, 5, 1)):
+      np.testing.assert_array_equal(a.numpy(), b.numpy())
+      np.testing.assert_array_equal(la.numpy(), lb.numpy())
+    disk.close()
+    self.assertFalse(os.path.exists(disk.path))
 
   def test_head_trained_on_the_cache_equals_head_through_the_backbone(self):
     runs = {}

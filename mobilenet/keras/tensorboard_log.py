@@ -35,6 +35,8 @@ import os
 
 import tensorflow as tf
 
+from mobilenet.keras import recipe
+
 ROOT = "tensorboard"
 RUNS = ("train", "validation")
 STEP = "step/"    # tags on the global-step axis
@@ -62,7 +64,6 @@ def open_log(trainer):
   cut_back(root, step=int(trainer.step.numpy()),
            epoch=int(trainer.epoch.numpy()),
            finalized=bool(trainer.finalized.numpy()))
-  from mobilenet.keras import recipe  # pylint: disable=g-import-not-at-top
   return Log(root, cfg.tensorboard_every_steps,
              lambda step: recipe.rate_of_step(trainer.optimizer, step))
 
