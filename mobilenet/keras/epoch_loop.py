@@ -1,6 +1,8 @@
 """The epochs of a training run: the step loop, mid-epoch and epoch-end
 checkpoints, the epoch's history entry, the progress bar and TensorBoard
-events (tensorboard_log.py)."""
+events (tensorboard_log.py).  The Trainer's own loop, kept in its own file:
+it uses the Trainer's private parts."""
+# pylint: disable=protected-access
 
 import signal
 import time
