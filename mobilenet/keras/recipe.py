@@ -83,7 +83,9 @@ def rate_of_step(optimizer, step):
   rate = optimizer._learning_rate  # pylint: disable=protected-access
   if callable(rate):  # a LearningRateSchedule
     return float(rate(step - 1))
-  return float(optimizer.learning_rate)
+  # A variable; under tf.distribute a MirroredVariable, which float() of
+  # the Keras variable refuses: read it as a tensor.
+  return float(tf.convert_to_tensor(optimizer.learning_rate.value))
 
 
 def make_optimizer(cfg, steps_per_epoch):

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet.keras import multiworker
+from mobilenet.keras import recipe
 from mobilenet.keras import tensorboard_log
 from mobilenet.keras import train_config
 
@@ -79,6 +80,20 @@ class WriterTest(absltest.TestCase):
           image = tf.io.decode_png(data[2]).numpy()
           self.assertEqual(image.shape, (8, 8, 1))
           self.assertTrue(np.all(image == 191))  # 0.5 in [-1, 1]
+
+  def test_learning_rate_of_a_step(self):
+    # A constant rate is a variable, under tf.distribute a MirroredVariable
+    # (what --strategy=multiworker's chief reads); a schedule is called at
+    # the optimizer's iteration count before the step.
+    import keras  # pylint: disable=g-import-not-at-top
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+      constant = keras.optimizers.SGD(0.25)
+      constant.build([tf.Variable(1.0)])
+    self.assertEqual(recipe.rate_of_step(constant, 7), 0.25)
+    cfg = train_config.Config(learning_rate=0.5, warmup_epochs=1.0)
+    scheduled = recipe.make_optimizer(cfg, steps_per_epoch=4)
+    self.assertEqual([recipe.rate_of_step(scheduled, s) for s in (1, 4)],
+                     [0.5 / 4, 0.5])  # linear warmup over 4 steps
 
   def test_every_n_steps(self):
     root = self.create_tempdir().full_path
