@@ -90,7 +90,8 @@ class WriterTest(absltest.TestCase):
       constant = keras.optimizers.SGD(0.25)
       constant.build([tf.Variable(1.0)])
     self.assertEqual(recipe.rate_of_step(constant, 7), 0.25)
-    cfg = train_config.Config(learning_rate=0.5, warmup_epochs=1.0)
+    cfg = train_config.Config(learning_rate=0.5, warmup_epochs=1.0,
+                              lr_schedule="constant")
     scheduled = recipe.make_optimizer(cfg, steps_per_epoch=4)
     self.assertEqual([recipe.rate_of_step(scheduled, s) for s in (1, 4)],
                      [0.5 / 4, 0.5])  # linear warmup over 4 steps
