@@ -110,7 +110,7 @@ def write_sidecar(directory, prefix, class_names, shard_counts, class_counts,
 
 def read_sidecar(path, what):
   fix = ("write shards and sidecar with //tools:make_tfrecords "
-         "(README: Sharded TFRecords)")
+         "(docs/tfrecords.md)")
   try:
     with open(path, encoding="utf8") as f:
       doc = json.load(f)

@@ -18,7 +18,7 @@ names).  Rerunning an interrupted `train` (Ctrl-C / SIGTERM) with the same
 flags resumes at the step where it stopped.  For several machines run the
 same command on each with --strategy=multiworker and its own TF_CONFIG: only
 the chief writes the run dir and export; a worker that loses a peer restarts
-itself and resumes from the chief's checkpoint (README: Training on N machines).
+itself and resumes from the chief's checkpoint (docs/distributed_training.md: Training on N machines).
 """
 
 import shlex
@@ -76,8 +76,8 @@ flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps,
                      "--strategy=multiworker a worker that loses a peer "
                      "restarts itself and all resume from the chief's last "
                      "checkpoint: the steps after it are recomputed on the "
-                     "same batches, never skipped (README: Training on N "
-                     "machines).")
+                     "same batches, never skipped "
+                     "(docs/distributed_training.md).")
 flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many "
                      "logical devices (to try --strategy=mirrored on CPU).")
 flags.DEFINE_float("bn_momentum", _D.bn_momentum, "BatchNorm moving-average "

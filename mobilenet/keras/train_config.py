@@ -39,7 +39,7 @@ class Config:
   classes: Optional[int] = None
   epochs: int = 2
   batch_size: int = 32
-  # The default recipe (README: 97.8 % from scratch on 1,000 held-out real
+  # The default recipe (docs/training.md: 97.8 % from scratch on 1,000 held-out real
   # digits, alpha 0.35, 64 px, 15 epochs on 4,000): RMSprop 2e-3, 1 warmup
   # epoch, cosine decay, digits augmentation.
   learning_rate: float = 2e-3
