@@ -27,7 +27,7 @@ from mobilenet.core import cli  # first: quiets TensorFlow's start-up logs
 from absl import flags  # pylint: disable=g-bad-import-order
 import numpy as np
 
-from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
+from mobilenet.core import files  # pylint: disable=g-bad-import-order
 from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import runtime
 
@@ -53,14 +53,10 @@ flags.mark_flag_as_required("image")
 
 
 def class_names(model, meta):
-  n = model.num_classes
-  if FLAGS.labels:
-    path = cli.user_path(FLAGS.labels)
-    return labels_lib.align(labels_lib.load_labels(path), n)
-  if meta and meta.get("labels"):
-    return labels_lib.align(meta["labels"], n)
-  names, note = labels_lib.default_names(n)
-  print(f"note: {note}", file=sys.stderr)
+  names, note = runtime.class_names(model.num_classes, meta,
+                                    cli.user_path(FLAGS.labels))
+  if note:
+    print(f"note: {note}", file=sys.stderr)
   return names
 
 
@@ -105,16 +101,6 @@ def dump_tensors(model, directory, data_format):
     f.write("\n".join(rows) + "\n")
 
 
-def _replace_dir(tmp, final):
-  old = None
-  if os.path.exists(final):
-    old = final + ".old-" + os.path.basename(tmp)
-    os.replace(final, old)
-  os.replace(tmp, final)
-  if old:
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def main(argv):
   if len(argv) > 1:
     raise cli.UsageError(f"unexpected arguments {argv[1:]}; use -i IMAGE")
@@ -151,7 +137,7 @@ def main(argv):
       tmp = tempfile.mkdtemp(prefix=".tmp-", dir=save_to)
       try:
         dump_tensors(model, tmp, FLAGS.data_format)
-        _replace_dir(tmp, os.path.join(save_to, stem))
+        files.replace_dir(tmp, os.path.join(save_to, stem))
       except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
