@@ -12,7 +12,8 @@ project is needed to load or run it.  Signatures:
 
 Both return `probabilities` [N, classes], `top_k_scores` and
 `top_k_classes` (class names, strings) [N, k].  The class names are also
-the asset `assets/labels.txt`, one per line in output order.
+the asset `assets/labels.txt`, one per line in output order; the loaded
+object's `.variables` / `.trainable_variables` are the weights.
 """
 
 import os
@@ -98,8 +99,14 @@ def save(source, directory, name=None, top_k=DEFAULT_TOP_K):
     with open(labels_path, "w", encoding="utf-8") as f:
       f.write("".join(n + "\n" for n in source.labels))
     module = Classifier(source, labels_path, top_k)
+    # TF Hub's reusable-SavedModel attributes: a loaded object has
+    # .variables and .trainable_variables to fine-tune (a tf.Module's
+    # properties of those names are not saved).
+    root = tf.train.Checkpoint(
+        model=module, variables=list(module.variables),
+        trainable_variables=list(module.trainable_variables))
     out = os.path.join(tmp, "model")
-    tf.saved_model.save(module, out, signatures={
+    tf.saved_model.save(root, out, signatures={
         "serving_default": module.serving_default,
         "serving_normalized": module.serving_normalized})
     os.chmod(out, 0o755)
