@@ -5,7 +5,8 @@ class, as `train` reads) or sharded TFRecords (record_schema, as
 Images are decoded by the core preprocessing (Pillow), once per model input
 shape; an unreadable image is skipped and counted, as in training.  A
 TFRecord set is read through once before any model runs, so a truncated or
-corrupt shard fails in seconds, not after the evaluation.
+corrupt shard fails in seconds, not after the evaluation; the images
+themselves are read again, batch by batch, as the models run.
 """
 
 import os
@@ -23,19 +24,32 @@ class Images:
   """Labelled images: `class_names`, `len()`, and `batches()` of
   (names, payloads, labels) where a payload is a path or encoded bytes."""
 
-  def __init__(self, class_names, names, payloads, labels, what):
+  def __init__(self, class_names, names, labels, what, payloads=None,
+               shards=None):
     self.class_names = list(class_names)
-    self.names, self.payloads = names, payloads
+    self.names = names
     self.labels = np.asarray(labels, np.int64)
     self.what = what
+    self._payloads = payloads  # file paths; None: read from `shards`
+    self._shards = shards
 
   def __len__(self):
     return len(self.labels)
 
+  def _all_payloads(self):
+    if self._payloads is not None:
+      yield from self._payloads
+      return
+    for path in self._shards:  # streamed: a data set need not fit in memory
+      for raw in _read(path):
+        yield record_schema.parse(raw)[record_schema.ENCODED].numpy()
+
   def batches(self, batch_size):
+    payloads = self._all_payloads()
     for i in range(0, len(self), batch_size):
-      j = i + batch_size
-      yield self.names[i:j], self.payloads[i:j], self.labels[i:j]
+      j = min(i + batch_size, len(self))
+      yield (self.names[i:j], [next(payloads) for _ in range(i, j)],
+             self.labels[i:j])
 
 
 def decode(names, payloads, size, channels, skipped):
@@ -61,28 +75,37 @@ def decode(names, payloads, size, channels, skipped):
 
 def _folder(path):
   split, classes = folders.scan_folder(path, what="--data")
-  return Images(classes, list(split.paths), list(split.paths), split.labels,
-                path)
+  return Images(classes, list(split.paths), split.labels, path,
+                payloads=list(split.paths))
+
+
+def _read(path):
+  """Serialized records of one shard; DataError when it is cut short."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  count = 0
+  try:
+    for raw in tf.data.TFRecordDataset(path):
+      count += 1
+      yield raw
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    problem = (e.message or type(e).__name__).splitlines()[0]
+    raise DataError(f"--data: {path} is truncated or corrupt after {count} "
+                    f"records ({problem}); rewrite the shards with "
+                    "//tools:make_tfrecords.") from None
 
 
 def _records(pattern):
+  """Shards read through once (names and labels only) before any model runs:
+  a cut or corrupt shard fails now, not after the evaluation."""
   records = record_schema.RecordFiles(pattern, what="--data")
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  names, payloads, labels = [], [], []
+  names, labels = [], []
   for path in records.files:
     shard = os.path.basename(path)
-    try:
-      for raw in tf.data.TFRecordDataset(path):
-        f = record_schema.parse(raw)
-        filename = f[record_schema.FILENAME].numpy().decode("utf8")
-        names.append(f"{filename or len(names)} ({shard})")
-        payloads.append(f[record_schema.ENCODED].numpy())
-        labels.append(int(f[record_schema.LABEL].numpy()))
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-      problem = (e.message or type(e).__name__).splitlines()[0]
-      raise DataError(f"--data: {path} is truncated or corrupt after "
-                      f"{len(labels)} records ({problem}); rewrite the shards "
-                      "with //tools:make_tfrecords.") from None
+    for raw in _read(path):
+      f = record_schema.parse(raw)
+      filename = f[record_schema.FILENAME].numpy().decode("utf8")
+      names.append(f"{filename or len(names)} ({shard})")
+      labels.append(int(f[record_schema.LABEL].numpy()))
   if len(labels) != len(records):
     raise DataError(f"--data={pattern}: read {len(labels)} records, the "
                     f"sidecar {records.sidecar} lists {len(records)}; "
@@ -92,7 +115,8 @@ def _records(pattern):
     raise DataError(f"--data={pattern}: label {bad[0]} is outside the "
                     f"sidecar's {len(records.class_names)} classes; rewrite "
                     "the shards with //tools:make_tfrecords.")
-  return Images(records.class_names, names, payloads, labels, pattern)
+  return Images(records.class_names, names, labels, pattern,
+                shards=records.files)
 
 
 def load(spec):

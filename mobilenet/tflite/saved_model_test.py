@@ -1,11 +1,9 @@
 """convert --target=saved_model: the SavedModel loads in a process that has
 none of this project's code, and its probabilities equal the core forward's."""
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import absltest
 from matplotlib import cbook
@@ -58,8 +56,9 @@ def _bare_python(*args, cwd):
   third_party = [p for p in sys.path if "site-packages" in p]
   env = {"PATH": os.environ.get("PATH", ""),
          "PYTHONPATH": os.pathsep.join(third_party),
-         "TF_CPP_MIN_LOG_LEVEL": "2",
-         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "")}
+         "TF_CPP_MIN_LOG_LEVEL": "2"}
+  if "TF_ENABLE_ONEDNN_OPTS" in os.environ:  # the same kernels as the parent
+    env["TF_ENABLE_ONEDNN_OPTS"] = os.environ["TF_ENABLE_ONEDNN_OPTS"]
   return subprocess.run([sys.executable, "-S", "-s"] + list(args), env=env,
                         cwd=cwd, capture_output=True, text=True, timeout=600,
                         check=False)
