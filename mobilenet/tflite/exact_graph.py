@@ -21,6 +21,8 @@ _TYPES = {schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8,
           schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32,
           schema.TensorType.INT64: np.int64,
           schema.TensorType.FLOAT32: np.float32}
+_TYPE_NAMES = {v: k for k, v in vars(schema.TensorType).items()
+               if not k.startswith("_")}
 
 
 @dataclasses.dataclass
@@ -86,9 +88,10 @@ def read_graph(data, name="<bytes>"):
   tensors = []
   for i, t in enumerate(graph.tensors):
     if t.type not in _TYPES:
+      kind = _TYPE_NAMES.get(t.type, str(t.type))
       raise classifier.ModelFileError(
-          f"{name}: tensor {i} has type {t.type}, which the integer-exact "
-          "forward does not handle")
+          f"{name}: tensor {i} is {kind}; the integer-exact forward runs "
+          "full-integer models only (convert with --quantize int8 or uint8)")
     dtype = np.dtype(_TYPES[t.type])
     q = t.quantization
     shape = tuple(int(v) for v in (t.shape if t.shape is not None else ()))
