@@ -66,9 +66,10 @@ def _versus_float(f, q, truth, names):
 
 
 def evaluate(float_model, quant_model, pixels, normalization, truth, names,
-             exact_model=None):
+             exact_model=None, reference=None):
   """Float vs LiteRT's quantized model (and the integer-exact forward of the
-  same quantized model, when it is full-integer)."""
+  same quantized model, when it is full-integer, compared with LiteRT and
+  with `reference`, the model in LiteRT's reference kernels)."""
   names = np.asarray(names)
   truth = None if truth is None else np.asarray(truth)
   f = float_model.predict_pixels(pixels, normalization)
@@ -83,11 +84,12 @@ def evaluate(float_model, quant_model, pixels, normalization, truth, names,
     x = quant_model.quantize_pixels(pixels, normalization)
     raw = exact_model.run_raw(x)
     e = raw.astype(np.int64)
-    q = quant_model.run_raw(x).astype(np.int64)
     out["exact"] = _versus_float(
         f, runtime.dequantize(raw, *exact_model.output_quant), truth, names)
-    out["exact"]["identical_to_litert"] = int(np.sum(np.all(e == q, axis=1)))
-    out["exact"]["max_steps_from_litert"] = int(np.abs(e - q).max())
+    for key, model in (("litert", quant_model), ("reference", reference)):
+      q = model.run_raw(x).astype(np.int64)
+      out["exact"][key] = (int(np.sum(np.all(e == q, axis=1))),
+                           int(np.abs(e - q).max()))
   return out
 
 
@@ -180,9 +182,11 @@ def summary_table(summary, quantize):
       lambda c: f"{c['mean_logit_error']:.4f}")
   if ex:
     n = summary["images"]
-    lines.append(f"| raw outputs identical to LiteRT | — | — | "
-                 f"{ex['identical_to_litert']:,}/{n:,} (largest difference "
-                 f"{ex['max_steps_from_litert']} steps) |")
+    for key, label in (("litert", "LiteRT (as run here)"),
+                       ("reference", "LiteRT BUILTIN_REF")):
+      same, steps = ex[key]
+      lines.append(f"| raw outputs identical to {label} | — | — | "
+                   f"{same:,}/{n:,} (largest difference {steps} steps) |")
   return lines
 
 
@@ -226,12 +230,14 @@ def main(argv):
   float_model = runtime.Model(converter.convert(fn, "float", None, tf_model))
   quant_tflite = converter.convert(fn, FLAGS.quantize, rep, tf_model)
   quant_model = runtime.Model(quant_tflite)
-  exact_model = (exact_forward.ExactModel(quant_tflite)
-                 if FLAGS.quantize in converter.FULL_INTEGER else None)
+  exact_model = reference = None
+  if FLAGS.quantize in converter.FULL_INTEGER:
+    exact_model = exact_forward.ExactModel(quant_tflite)
+    reference = runtime.Model(quant_tflite, reference_kernels=True)
   pixels = preprocess.load_images(paths, size, channels=ch, mode="raw")
   summary = evaluate(float_model, quant_model, pixels, norm,
                      folder_labels(paths, images_dir), source.labels,
-                     exact_model)
+                     exact_model, reference)
   # Every k-th image, so the debugger sees all classes of a sorted folder.
   step = max(1, len(paths) // FLAGS.debug_images)
   debug_x = runtime.normalize(pixels[::step][:FLAGS.debug_images], norm)
