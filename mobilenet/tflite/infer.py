@@ -35,7 +35,6 @@ from absl import flags  # pylint: disable=g-bad-import-order
 import numpy as np
 
 from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
-from mobilenet.tflite import exact_forward
 from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import runtime
 
@@ -127,12 +126,19 @@ def dump_tensors(model, directory, data_format, exact=None):
     f.write("\n".join(rows) + "\n")
 
 
+def _exact_forward():
+  # Imports TensorFlow: only runs that compute the integer-exact forward pay.
+  from mobilenet.tflite import exact_forward  # pylint: disable=g-import-not-at-top
+  return exact_forward
+
+
 def _exact_or_note(model_path):
   """The integer-exact forward for a LiteRT dump's comparison column, or
   None with a note saying why the column stays empty."""
+  exact_forward = _exact_forward()
   try:
     return exact_forward.ExactModel(model_path)
-  except exact_forward.ExactModelError as e:
+  except runtime.ModelFileError as e:  # LiteRT ran it: not full-integer
     print(f"note: no integer-exact column in the dump: {e}", file=sys.stderr)
     return None
 
@@ -166,7 +172,7 @@ def main(argv):
   elif FLAGS.runtime == "exact":
     if FLAGS.num_threads is not None:
       raise cli.UsageError("--num_threads is for --runtime=litert")
-    model = exact_forward.ExactModel(model_path)
+    model = _exact_forward().ExactModel(model_path)
   else:
     model = runtime.Model(model_path, num_threads=FLAGS.num_threads,
                           preserve_all_tensors=dump)

@@ -136,6 +136,17 @@ class InferTest(absltest.TestCase):
     steps = {int(r[0]): r[9] for r in computed}
     self.assertEqual(steps[it.get_input_details()[0]["index"]], "0")
 
+  def test_float16_dump_notes_the_missing_exact_column(self):
+    out = self.create_tempdir().full_path
+    r = tools.run_tool(INFER, "--model", self.models["float16"], "-i",
+                       SAMPLES[0], "--save_to", out)
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertIn("note: no integer-exact column", r.stderr)
+    with open(os.path.join(out, "0_digit_0", "tensors.tsv"),
+              encoding="utf-8") as f:
+      self.assertEqual({line.split("\t")[8] for line in f.readlines()[1:]},
+                       {"-"})
+
   def test_exact_runtime_dump(self):
     out = self.create_tempdir().full_path
     r = tools.run_tool(INFER, "--model", self.models["int8"], "--runtime",
