@@ -23,9 +23,11 @@ from mobilenet.tflite import exact_kernels
 from mobilenet.tflite import runtime
 
 UnsupportedModelError = exact_kernels.UnsupportedModelError
-# Images per forward pass: bounds memory (float64 accumulators of the widest
-# layer) while keeping the per-op overhead small.
+# Images per forward pass: at most CHUNK, and at most so many that the widest
+# layer's float64 accumulators stay within ACCUMULATOR_BYTES; large enough
+# to keep the per-op overhead small.
 CHUNK = 64
+ACCUMULATOR_BYTES = 256 << 20
 
 
 class ExactModelError(classifier.ModelFileError):
@@ -72,6 +74,8 @@ class ExactModel(classifier.Classifier):
     self._set_io(name, inp.shape, inp.dtype, (inp.scale, inp.zero_point),
                  out.shape, out.dtype, (out.scale, out.zero_point))
     self._last = {}
+    widest = max(int(np.prod(t.shape[1:])) for t in g.tensors if t.shape)
+    self.chunk = max(1, min(CHUNK, ACCUMULATOR_BYTES // (8 * widest)))
 
   # ---- the forward -----------------------------------------------------
 
@@ -107,10 +111,10 @@ class ExactModel(classifier.Classifier):
 
   def run_raw(self, batch):
     """Outputs in the model's type for inputs in its type: the whole batch,
-    in chunks of CHUNK images (no fixed batch size here)."""
+    in chunks of `self.chunk` images (no fixed batch size here)."""
     results, last = [], {}
-    for start in range(0, len(batch), CHUNK):
-      last = self.forward(batch[start:start + CHUNK])
+    for start in range(0, len(batch), self.chunk):
+      last = self.forward(batch[start:start + self.chunk])
       results.append(last[self.graph.outputs[0]])
     self._last = last
     return np.concatenate(results)
