@@ -19,6 +19,7 @@ is why the accumulation is not done in integers directly.
 import numpy as np
 import tensorflow as tf
 
+from mobilenet.tflite import classifier
 from mobilenet.tflite import exact_ops
 
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
@@ -30,10 +31,6 @@ class UnsupportedModelError(ValueError):
   """The model uses something the integer-exact forward does not do."""
 
 
-def _round_half_away_f32(x):
-  return np.float32(np.sign(x) * np.floor(np.abs(x) + np.float32(0.5)))
-
-
 def activation_range(activation, tensor):
   """[qmin, qmax] of a fused activation on an output tensor, as
   CalculateActivationRangeQuantized computes it (float32 division)."""
@@ -41,7 +38,7 @@ def activation_range(activation, tensor):
   scale, zp = np.float32(tensor.scale), tensor.zero_point
 
   def q(real):
-    return zp + int(_round_half_away_f32(np.float32(real) / scale))
+    return zp + int(classifier.round_half_away(np.float32(real) / scale))
 
   name = ACTIVATIONS.get(activation)
   if name is None:

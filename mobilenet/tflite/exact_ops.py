@@ -20,15 +20,10 @@ saturates, these functions saturate the same way.
 import numpy as np
 import tensorflow as tf
 
+from mobilenet.tflite import classifier
+
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
-
-
-def _round_half_away(x):
-  """TfLiteRound / std::round: halves go away from zero (np.round would
-  round them to even)."""
-  x = np.asarray(x, np.float64)
-  return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 
 def quantize_multiplier(real):
@@ -40,7 +35,7 @@ def quantize_multiplier(real):
   """
   real = np.asarray(real, np.float64)
   mantissa, shift = np.frexp(real)
-  q = _round_half_away(mantissa * float(1 << 31)).astype(np.int64)
+  q = classifier.round_half_away(mantissa * float(1 << 31)).astype(np.int64)
   shift = shift.astype(np.int64)
   carry = q == (1 << 31)
   q = np.where(carry, q // 2, q)
