@@ -61,22 +61,27 @@ class InferTest(absltest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(_top1(r.stdout), self.want)
 
-  def test_micro_runtime_gives_litert_reference_scores(self):
-    args = ["--model", self.models["int8"], "--runtime", "micro", "--top_k",
-            "10"]
-    for s in SAMPLES:
-      args += ["-i", s]
-    r = tools.run_tool(INFER, *args)
-    self.assertEqual(r.returncode, 0, r.stderr)
-    self.assertEqual(_top1(r.stdout), self.want)
-    # LiteRT's reference kernels compute what TFLM's do, bit for bit.
+  def test_micro_and_exact_runtimes_give_litert_reference_scores(self):
+    # LiteRT's reference kernels compute what TFLM's do, bit for bit, and so
+    # does the integer-exact forward.
     ref = runtime.Model(self.models["int8"], reference_kernels=True)
     scores = ref.predict_pixels(ref.load_images(SAMPLES),
                                 self.source.normalization)
-    printed = [l.split() for l in r.stdout.splitlines() if l.startswith(" ")]
-    for n, row in enumerate(scores):
-      got = {int(p[-1].strip("[]")): p[-2] for p in printed[10 * n:10 * n + 10]}
-      self.assertEqual(got, {i: f"{v:.4f}" for i, v in enumerate(row)})
+    for name in ("micro", "exact"):
+      with self.subTest(name):
+        args = ["--model", self.models["int8"], "--runtime", name, "--top_k",
+                "10"]
+        for s in SAMPLES:
+          args += ["-i", s]
+        r = tools.run_tool(INFER, *args)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(_top1(r.stdout), self.want)
+        printed = [l.split() for l in r.stdout.splitlines()
+                   if l.startswith(" ")]
+        for n, row in enumerate(scores):
+          got = {int(p[-1].strip("[]")): p[-2]
+                 for p in printed[10 * n:10 * n + 10]}
+          self.assertEqual(got, {i: f"{v:.4f}" for i, v in enumerate(row)})
 
   def test_labels_file_with_background_line_is_aligned(self):
     labels = self.create_tempfile(
@@ -99,7 +104,8 @@ class InferTest(absltest.TestCase):
     dirs = sorted(os.listdir(out))
     self.assertEqual(dirs, ["0_digit_0", "1_digit_2"])
     d = os.path.join(out, dirs[0])
-    files = sorted(f for f in os.listdir(d) if f != "tensors.tsv")
+    files = sorted(f for f in os.listdir(d) if f != "tensors.tsv" and
+                   not f.endswith(".exact.npy"))
     self.assertLen(files, len(details))
     by_index = {int(f.split("_")[0]): f for f in files}
     for t in details:
@@ -114,6 +120,50 @@ class InferTest(absltest.TestCase):
       self.assertEqual(a.dtype, t["dtype"], f)
     first = np.load(os.path.join(d, by_index[it.get_input_details()[0]["index"]]))
     self.assertEqual(first.shape[1], self.source.channels)
+    # Beside every computed tensor, the integer-exact forward's value, and
+    # tensors.tsv saying how far LiteRT's is from it.
+    with open(os.path.join(d, "tensors.tsv"), encoding="utf-8") as f:
+      rows = [line.rstrip("\n").split("\t") for line in f][1:]
+    computed = [r for r in rows if r[8] != "-"]
+    ops = it._get_ops_details()  # pylint: disable=protected-access
+    self.assertLen(computed, len(ops) + 1)
+    for r in computed:
+      ours, theirs = (np.load(os.path.join(d, r[c])) for c in (7, 8))
+      self.assertEqual(ours.shape, theirs.shape, r[1])
+      self.assertEqual(int(r[9]), int(np.abs(ours.astype(int) -
+                                             theirs.astype(int)).max()))
+    # Both start from the same quantized input.
+    steps = {int(r[0]): r[9] for r in computed}
+    self.assertEqual(steps[it.get_input_details()[0]["index"]], "0")
+
+  def test_float16_dump_notes_the_missing_exact_column(self):
+    out = self.create_tempdir().full_path
+    r = tools.run_tool(INFER, "--model", self.models["float16"], "-i",
+                       SAMPLES[0], "--save_to", out)
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertIn("note: no integer-exact column", r.stderr)
+    with open(os.path.join(out, "0_digit_0", "tensors.tsv"),
+              encoding="utf-8") as f:
+      self.assertEqual({line.split("\t")[8] for line in f.readlines()[1:]},
+                       {"-"})
+
+  def test_exact_runtime_dump(self):
+    out = self.create_tempdir().full_path
+    r = tools.run_tool(INFER, "--model", self.models["int8"], "--runtime",
+                       "exact", "-i", SAMPLES[0], "--save_to", out)
+    self.assertEqual(r.returncode, 0, r.stderr)
+    d = os.path.join(out, "0_digit_0")
+    ref = runtime.Model(self.models["int8"], reference_kernels=True,
+                        preserve_all_tensors=True)
+    ref.run_raw(ref.quantize_pixels(ref.load_images(SAMPLES[:1]),
+                                    self.source.normalization))
+    by_index = {int(f.split("_")[0]): f for f in os.listdir(d)
+                if f.endswith(".npy")}
+    computed = ref.activation_indices()
+    for detail, value in ref.tensors():
+      if detail["index"] in computed:
+        np.testing.assert_array_equal(
+            np.load(os.path.join(d, by_index[detail["index"]])), value)
 
   def test_bad_input(self):
     d = self.create_tempdir()
@@ -143,6 +193,8 @@ class InferTest(absltest.TestCase):
                     "--save_to"),
         "micro dump": (good + ["--runtime", "micro", "--save_to",
                                d.full_path], "--save_to is for --runtime=litert"),
+        "exact float16": (["--model", self.models["float16"], "--runtime",
+                           "exact", "-i", SAMPLES[0]], "full-integer"),
         "micro float16": (["--model", self.models["float16"], "--runtime",
                            "micro", "-i", SAMPLES[0]],
                           "TFLite Micro cannot load the model"),

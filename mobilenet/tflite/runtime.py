@@ -202,6 +202,12 @@ class Model(Classifier):
 
   # ---- intermediate tensors --------------------------------------------
 
+  def activation_indices(self):
+    """Indices of the tensors computed at run time (input and op outputs)."""
+    ops = self.interpreter._get_ops_details()  # pylint: disable=protected-access
+    return {int(self.input["index"])} | {int(i) for op in ops
+                                         for i in op["outputs"]}
+
   def tensors(self):
     """(detail, value or None) for every tensor of the model after the last invoke.
 
