@@ -123,6 +123,8 @@ def run(main, expected=(ValueError, OSError), **app_kwargs):
       exit_now(130)
     except SystemExit as e:
       code = e.code
+    except app.UsageError:
+      raise  # absl prints the usage and exits 1
     except BaseException:  # pylint: disable=broad-except
       traceback.print_exc()  # a bug: the traceback is what to report
       exit_now(1)
