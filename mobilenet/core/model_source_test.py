@@ -105,8 +105,9 @@ class KerasFileTest(absltest.TestCase):
   def test_wrong_alpha_refused(self):
     path = os.path.join(self.create_tempdir().full_path, "w.h5")
     _keras_file(path, 0.35, 32, include_top=False)
-    with self.assertRaisesRegex(model_source.ModelSourceError,
-                                "alpha=1.0"):
+    with self.assertRaisesRegex(
+        model_source.ModelSourceError, "holds alpha=0.35 weights, but "
+        "alpha=1.0 was requested; drop --alpha or pass --alpha=0.35"):
       model_source.resolve(path, alpha=1.0, include_top=False)
 
   def test_not_a_weight_file(self):

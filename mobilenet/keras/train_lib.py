@@ -30,8 +30,10 @@ import tensorflow as tf
 from mobilenet.keras import data as data_lib
 from mobilenet.keras import finetune
 from mobilenet.keras import finish
+from mobilenet.keras import init_source
 from mobilenet.keras import model as model_lib
 from mobilenet.keras import multiworker
+from mobilenet.keras import pipeline
 from mobilenet.keras import recipe
 from mobilenet.keras import run_dir
 from mobilenet.keras import steps as steps_lib
@@ -62,11 +64,14 @@ class Trainer:
   def __init__(self, cfg: Config, log: Callable[[str], None] = print,
                stop_after_epoch: Optional[int] = None):
     validate(cfg)
+    cfg, self.init_source, notes = init_source.resolve(cfg)
     self.cfg = cfg
     self.worker = multiworker.this_worker(cfg.strategy)
     if not self.worker.chief:  # the chief speaks for the cluster
       log = lambda _: None  # pylint: disable=unnecessary-lambda-assignment
     self.log = log
+    for note in notes:
+      log(f"note: {note}")
     # Test hook: behave as if SIGTERM arrived once this epoch is done.
     self.stop_after_epoch = stop_after_epoch
     self.train_data, self.val_data, self.class_names, self.skipped = (
@@ -79,9 +84,9 @@ class Trainer:
           input_shape=(cfg.input_size, cfg.input_size, cfg.channels),
           alpha=cfg.alpha, weights=None, classes=len(self.class_names),
           classifier_activation=None, bn_momentum=cfg.bn_momentum)
-      if cfg.init_weights:
+      if self.init_source is not None:
         self.log(finetune.load_init_weights(
-            self.model, cfg, len(self.class_names), log))
+            self.model, self.init_source, cfg, len(self.class_names)))
       finetune.frozen_layers(self.model, cfg.freeze)  # bad names fail here
       self.optimizer = recipe.make_optimizer(
           cfg, self.train_data.steps(cfg.batch_size))
@@ -165,13 +170,21 @@ class Trainer:
   def _distribute(self, ds):
     return self.strategy.experimental_distribute_dataset(ds)
 
+  def batches(self, dataset, source):
+    """The distributed batches of `dataset` (read from the pipeline
+    `source`); damaged input is a one-line TrainError."""
+    try:
+      yield from pipeline.checked(self._distribute(dataset), source)
+    except data_lib.DataError as e:
+      raise TrainError(str(e)) from None
+
   def train_batches(self, dataset):
     """One compiled train step per (images, labels) batch of `dataset`, as
     an epoch runs them but without its bookkeeping (no logging, checkpoint
     or epoch count); returns the summed [loss, correct, count].  The
     benchmark times training through this."""
     totals = np.zeros(3)
-    for batch in self._distribute(dataset):
+    for batch in self.batches(dataset, self.train_data):
       totals += self._train_step(batch).numpy()
     return totals
 
@@ -232,7 +245,7 @@ class Trainer:
       bar = self._progbar(steps)
       totals = np.array(self.state.partial or [0.0, 0.0, 0.0])
       start = time.time()
-      for batch in self._distribute(ds):
+      for batch in self.batches(ds, self.train_data):
         totals += self._train_step(batch).numpy()
         if bar:
           bar.update(int(self.step_in_epoch.numpy()),
