@@ -77,6 +77,8 @@ class Trainer:
     self.train_data, self.val_data, self.class_names, self.skipped = (
         data_lib.load(cfg))
     self.strategy = recipe.make_strategy(cfg.strategy)
+    if cfg.strategy == "mirrored":  # --num_cpu_devices shows here
+      log(f"mirrored over {self.strategy.num_replicas_in_sync} device(s)")
     import keras  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(cfg.seed)
     with self.strategy.scope():
