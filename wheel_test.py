@@ -19,8 +19,9 @@ from absl.testing import absltest
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DIGIT = os.path.join(_HERE, "data", "samples", "digit_7.png")
-_SCRIPTS = ("mobilenet-convert", "mobilenet-infer", "mobilenet-tf-inference",
-            "mobilenet-train")
+_DIGIT_3 = os.path.join(_HERE, "data", "samples", "digit_3.png")
+_SCRIPTS = ("mobilenet-convert", "mobilenet-evaluate", "mobilenet-infer",
+            "mobilenet-tf-inference", "mobilenet-train")
 # Converted by `mobilenet-convert` with its defaults from the bundled model.
 _MODEL = "mobilenet_v2_bundled_a035_48x48x1_int8"
 
@@ -28,7 +29,9 @@ _CHECK = """
 import importlib.util, json
 import mobilenet.core.labels as labels
 mods = ["mobilenet.console", "mobilenet.tflite.convert", "mobilenet.tflite.infer",
-        "mobilenet.keras.train", "mobilenet.tools.tf_inference"]
+        "mobilenet.keras.train", "mobilenet.tools.tf_inference",
+        "mobilenet.tools.evaluate", "mobilenet.evaluate.models",
+        "mobilenet.tflite.saved_model"]
 print(json.dumps({
     "files": [importlib.util.find_spec(m).origin for m in mods] + [labels.__file__],
     "data": labels.data_path(""),
@@ -164,6 +167,16 @@ class WheelInstallTest(absltest.TestCase):
     out = self.run_in_work(self.script("mobilenet-train"), "predict", "digit_7.png",
                            "--top_k", "1")
     self.assertRegex(out, r"digit_7\.png: 7 [01]\.\d+")
+
+  def test_evaluate(self):
+    for digit, path in (("3", _DIGIT_3), ("7", _DIGIT)):
+      os.makedirs(os.path.join(self.work, "digits", digit), exist_ok=True)
+      shutil.copy(path, os.path.join(self.work, "digits", digit))
+    out = self.run_in_work(self.script("mobilenet-evaluate"), "--data", "digits",
+                           "--model", "bundled", "--save_to", "eval")
+    self.assertIn("| bundled (float) | 2 | 100.00 % (2) |", out)
+    self.assertEqual(sorted(os.listdir(os.path.join(self.work, "eval"))),
+                     ["evaluation.json", "evaluation.md", "evaluation_bundled.png"])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     mobilenet-infer          mobilenet/tflite/infer.py     (bazel run //:tflite_inference)
     mobilenet-train          mobilenet/keras/train.py      (bazel run //:train)
     mobilenet-tf-inference   tools/tf_inference.py         (bazel run //:tf_inference)
+    mobilenet-evaluate       tools/evaluate.py             (bazel run //tools:evaluate)
 
 Each function imports only its own tool, when called: the tools define absl
 flags at import, and two of them in one process would clash.  In the wheel,
@@ -33,3 +34,7 @@ def train():
 
 def tf_inference():
   importlib.import_module("mobilenet.tools.tf_inference").run()
+
+
+def evaluate():
+  importlib.import_module("mobilenet.tools.evaluate").run()

@@ -17,8 +17,7 @@ import time
 
 from mobilenet.core import cli  # first: quiets TF/LiteRT start-up logs
 
-from absl import app  # pylint: disable=g-bad-import-order
-from absl import flags
+from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 
 from tools import benchmark_harness as harness
@@ -82,13 +81,5 @@ def main(argv):
   print("wrote " + ", ".join(paths.values()))
 
 
-def _guarded(argv):
-  try:
-    return main(argv)
-  except (ValueError, OSError) as e:
-    sys.stderr.write("error: " + " ".join(str(e).split()) + "\n")
-    sys.exit(1)
-
-
 if __name__ == "__main__":
-  app.run(_guarded, flags_parser=_parse_flags)
+  cli.run(main, flags_parser=_parse_flags)

@@ -7,10 +7,13 @@ Converts the model (--weights, default bundled) twice with logits output
 (labels = sub-folder names, e.g. data/mnist_heldout/<digit>/), and writes
 fidelity.csv (per-layer table of tf.lite.experimental.QuantizationDebugger)
 and fidelity.md (accuracies, top-1 agreement, logit errors, worst layers).
-For --quantize=int8 it also runs the deployed int8 model (softmax output,
-the bytes //mobilenet/tflite:mobilenet_v2_micro builds) in TensorFlow Lite
-Micro and compares it with LiteRT's reference kernels (bit for bit) and with
-LiteRT's default XNNPACK path.
+For full-integer variants (int8, uint8) the quantized model also runs in
+the integer-exact forward (mobilenet/tflite/exact_forward.py), a third column
+beside float and LiteRT.  For --quantize=int8 it also runs the deployed int8
+model (softmax output, the bytes //mobilenet/tflite:mobilenet_v2_micro
+builds) in TensorFlow Lite Micro and compares it with LiteRT's reference
+kernels, the integer-exact forward (both bit for bit) and LiteRT's default
+XNNPACK path.
 """
 
 import csv
@@ -27,6 +30,7 @@ import numpy as np
 from mobilenet.core import labels as labels_lib  # pylint: disable=g-bad-import-order
 from mobilenet.core import preprocess
 from mobilenet.tflite import converter
+from mobilenet.tflite import exact_forward
 from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import model_sidecar
 from mobilenet.tflite import runtime
@@ -52,20 +56,40 @@ def folder_labels(paths, root):
   return None if any(n == "." for n in names) else names
 
 
-def evaluate(float_model, quant_model, pixels, normalization, truth, names):
-  f = float_model.predict_pixels(pixels, normalization)
-  q = quant_model.predict_pixels(pixels, normalization)
+def _versus_float(f, q, truth, names):
   err = np.abs(f - q)
+  return {"top1_agreement": float(np.mean(f.argmax(1) == q.argmax(1))),
+          "max_logit_error": float(err.max()),
+          "mean_logit_error": float(err.mean()),
+          "accuracy": (None if truth is None else
+                       float(np.mean(names[q.argmax(1)] == truth)))}
+
+
+def evaluate(float_model, quant_model, pixels, normalization, truth, names,
+             exact_model=None, reference=None):
+  """Float vs LiteRT's quantized model (and the integer-exact forward of the
+  same quantized model, when it is full-integer, compared with LiteRT and
+  with `reference`, the model in LiteRT's reference kernels)."""
+  names = np.asarray(names)
+  truth = None if truth is None else np.asarray(truth)
+  f = float_model.predict_pixels(pixels, normalization)
   out = {"images": len(pixels),
-         "top1_agreement": float(np.mean(f.argmax(1) == q.argmax(1))),
-         "max_logit_error": float(err.max()),
-         "mean_logit_error": float(err.mean()),
-         "float_accuracy": None, "quantized_accuracy": None}
-  if truth is not None:
-    names = np.asarray(names)
-    truth = np.asarray(truth)
-    out["float_accuracy"] = float(np.mean(names[f.argmax(1)] == truth))
-    out["quantized_accuracy"] = float(np.mean(names[q.argmax(1)] == truth))
+         "float_accuracy": (None if truth is None else
+                            float(np.mean(names[f.argmax(1)] == truth))),
+         "litert": _versus_float(
+             f, quant_model.predict_pixels(pixels, normalization), truth,
+             names),
+         "exact": None}
+  if exact_model is not None:
+    x = quant_model.quantize_pixels(pixels, normalization)
+    raw = exact_model.run_raw(x)
+    e = raw.astype(np.int64)
+    out["exact"] = _versus_float(
+        f, runtime.dequantize(raw, *exact_model.output_quant), truth, names)
+    for key, model in (("litert", quant_model), ("reference", reference)):
+      q = model.run_raw(x).astype(np.int64)
+      out["exact"][key] = (int(np.sum(np.all(e == q, axis=1))),
+                           int(np.abs(e - q).max()))
   return out
 
 
@@ -79,6 +103,7 @@ def compare_runtimes(tflite, pixels, normalization, truth, names):
          "sha256": hashlib.sha256(tflite).hexdigest()}
   for key, model in (("reference", runtime.Model(tflite,
                                                  reference_kernels=True)),
+                     ("exact", exact_forward.ExactModel(tflite)),
                      ("xnnpack", runtime.Model(tflite))):
     theirs = model.run_raw(x).astype(np.int64)
     out[key] = {"identical": int(np.sum(np.all(ours == theirs, axis=1))),
@@ -102,6 +127,7 @@ def micro_markdown(c):
            "| TFLM vs | identical outputs | top-1 agreement | largest "
            "difference |", "| --- | --- | --- | --- |"]
   for key, label in (("reference", "LiteRT reference kernels (BUILTIN_REF)"),
+                     ("exact", "integer-exact forward (TensorFlow ops)"),
                      ("xnnpack", "LiteRT default (XNNPACK)")):
     r = c[key]
     lines.append(f"| {label} | {r['identical']:,}/{n:,} | "
@@ -134,18 +160,42 @@ def _pct(v):
   return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
+def summary_table(summary, quantize):
+  """Float, LiteRT and the integer-exact forward side by side (logits)."""
+  lit, ex = summary["litert"], summary["exact"]
+  cols = [lit] + ([ex] if ex else [])
+  head = f"| metric | float | {quantize} (LiteRT) |"
+  if ex:
+    head += f" {quantize} (integer-exact forward) |"
+  lines = [head, "|" + " --- |" * (2 + len(cols))]
+
+  def row(label, first, fmt):
+    lines.append(f"| {label} | {first} | " +
+                 " | ".join(fmt(c) for c in cols) + " |")
+
+  row("accuracy", _pct(summary["float_accuracy"]), lambda c: _pct(
+      c["accuracy"]))
+  row("top-1 agreement with float", "—",
+      lambda c: _pct(c["top1_agreement"]))
+  row("max logit error vs float", "—", lambda c: f"{c['max_logit_error']:.4f}")
+  row("mean logit error vs float", "—",
+      lambda c: f"{c['mean_logit_error']:.4f}")
+  if ex:
+    n = summary["images"]
+    for key, label in (("litert", "LiteRT (as run here)"),
+                       ("reference", "LiteRT BUILTIN_REF")):
+      same, steps = ex[key]
+      lines.append(f"| raw outputs identical to {label} | — | — | "
+                   f"{same:,}/{n:,} (largest difference {steps} steps) |")
+  return lines
+
+
 def markdown(summary, rows, meta, worst):
   lines = [f"# Quantization fidelity: {meta['name']}", "",
            f"Weights: {meta['weights']}; quantization: {meta['quantize']}; "
            f"images: {summary['images']} from `{meta['images_dir']}`; "
-           f"calibration: {meta['calibration']}.", "",
-           "| metric | value |", "| --- | --- |",
-           f"| float accuracy | {_pct(summary['float_accuracy'])} |",
-           f"| {meta['quantize']} accuracy | "
-           f"{_pct(summary['quantized_accuracy'])} |",
-           f"| top-1 agreement | {_pct(summary['top1_agreement'])} |",
-           f"| max logit error | {summary['max_logit_error']:.4f} |",
-           f"| mean logit error | {summary['mean_logit_error']:.4f} |", ""]
+           f"calibration: {meta['calibration']}.", ""]
+  lines += summary_table(summary, meta["quantize"]) + [""]
   ranked = sorted((r for r in rows if r["rmse_over_scale"]),
                   key=lambda r: -float(r["rmse_over_scale"]))[:worst]
   lines += [f"## Worst {len(ranked)} layers (RMSE / scale, "
@@ -178,11 +228,16 @@ def main(argv):
   tf_model = converter.build_model(source, classifier_activation=None)
   fn = tf_model.get_concrete_function()
   float_model = runtime.Model(converter.convert(fn, "float", None, tf_model))
-  quant_model = runtime.Model(converter.convert(fn, FLAGS.quantize, rep,
-                                                tf_model))
+  quant_tflite = converter.convert(fn, FLAGS.quantize, rep, tf_model)
+  quant_model = runtime.Model(quant_tflite)
+  exact_model = reference = None
+  if FLAGS.quantize in converter.FULL_INTEGER:
+    exact_model = exact_forward.ExactModel(quant_tflite)
+    reference = runtime.Model(quant_tflite, reference_kernels=True)
   pixels = preprocess.load_images(paths, size, channels=ch, mode="raw")
   summary = evaluate(float_model, quant_model, pixels, norm,
-                     folder_labels(paths, images_dir), source.labels)
+                     folder_labels(paths, images_dir), source.labels,
+                     exact_model, reference)
   # Every k-th image, so the debugger sees all classes of a sorted folder.
   step = max(1, len(paths) // FLAGS.debug_images)
   debug_x = runtime.normalize(pixels[::step][:FLAGS.debug_images], norm)

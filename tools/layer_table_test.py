@@ -28,17 +28,20 @@ class LayerTableTest(absltest.TestCase):
     rows = layer_table.rows_for(model, layer_table.runtime.read_sidecar(path))
     interp = model.interpreter
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    weights_of = {int(op["outputs"][0]): int(op["inputs"][1])
-                  for op in interp._get_ops_details()  # pylint: disable=protected-access
-                  if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
-                                       "FULLY_CONNECTED")}
+    inputs_of = {int(op["outputs"][0]): [int(i) for i in op["inputs"]]
+                 for op in interp._get_ops_details()  # pylint: disable=protected-access
+                 if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                      "FULLY_CONNECTED")}
     convs = [r for r in rows if r["kind"] in ("conv", "depthwise", "dense")]
     self.assertLen(convs, 52 + 1)
     for r in convs:
-      kernel = tensors[weights_of[r["tensor_index"]]]
-      n = int(np.prod(kernel["shape"]))
-      bias = r["params"] - n if r["kind"] == "dense" else 0
-      self.assertEqual(r["params"] - bias, n, r["keras_layer"])
+      inputs = inputs_of[r["tensor_index"]]
+      n = int(np.prod(tensors[inputs[1]]["shape"]))
+      # Keras' convs have no bias (BN follows); the classifier has one,
+      # counted from the FC op's own bias tensor.
+      if r["kind"] == "dense":
+        n += int(np.prod(tensors[inputs[2]]["shape"]))
+      self.assertEqual(r["params"], n, r["keras_layer"])
     self.assertEqual([r["keras_layer"] for r in rows][:3],
                      ["input_1", "Conv1", "bn_Conv1"])
 

@@ -197,5 +197,40 @@ class BadInputTest(absltest.TestCase):
                           ["train-00000-of-00001", "train.json"])
 
 
+class VerifyTest(absltest.TestCase):
+  """--verify after a copy: every bad shard named, one error line, exit 1."""
+
+  def test_names_each_missing_truncated_or_damaged_shard(self):
+    root = images.make_folder(self.create_tempdir().full_path, per_class=4,
+                              bad_files=False)
+    out = self.create_tempdir().full_path
+    shard_writer.write_shards(root, out, num_shards=4, progress=False)
+    proc = tools.run_tool(TOOL, "--verify", f"--out_dir={out}")
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertIn("verified 4 shard(s) of train: 12 records", proc.stdout)
+
+    shards = [os.path.join(out, f"train-0000{i}-of-00004") for i in range(4)]
+    with open(shards[1], "r+b") as f:  # an interrupted copy
+      f.truncate(os.path.getsize(shards[1]) - 100)
+    with open(shards[2], "r+b") as f:  # one bad byte in an image
+      f.seek(-50, os.SEEK_END)
+      byte = f.read(1)
+      f.seek(-50, os.SEEK_END)
+      f.write(bytes([byte[0] ^ 1]))
+    os.remove(shards[3])
+    proc = tools.run_tool(TOOL, "--verify", f"--out_dir={out}")
+    self.assertEqual(proc.returncode, 1, proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+    errors = tools.error_lines(proc)
+    self.assertLen(errors, 1, proc.stderr)
+    self.assertIn("3 of 4 shard(s) bad", errors[0])
+    lines = dict(l.split(": ", 1) for l in proc.stdout.splitlines())
+    self.assertEqual(lines[f"ok   {shards[0]}"], "3 records")
+    self.assertStartsWith(lines[f"BAD  {shards[1]}"], "it ends inside record")
+    self.assertStartsWith(lines[f"BAD  {shards[2]}"],
+                          "record 3 is unreadable (corrupted record at")
+    self.assertEqual(lines[f"BAD  {shards[3]}"], "missing")
+
+
 if __name__ == "__main__":
   absltest.main()

@@ -10,14 +10,13 @@ are written to temp files and renamed only when all are complete.
 import concurrent.futures
 import io
 import os
-import sys
-import time
 
 import numpy as np
 from PIL import Image
 
 from mobilenet.core import cli
 from mobilenet.core import preprocess
+from mobilenet.core.progress import Progress
 from mobilenet.keras import folders
 from mobilenet.keras import record_schema
 
@@ -41,30 +40,6 @@ def encode_record(path, label, text, root):
     data, fmt = buf.getvalue(), "PNG"
   return record_schema.example(data, fmt, label, text, pixels.shape[0],
                                pixels.shape[1], os.path.relpath(path, root))
-
-
-class Progress:
-  """One updating line on a terminal, a line per 10 % otherwise."""
-
-  def __init__(self, total, out=sys.stderr):
-    self.total, self.out = total, out
-    self.start = time.time()
-    self.tty = out.isatty()
-    self.shown = -1
-
-  def update(self, done, skipped):
-    rate = done / max(time.time() - self.start, 1e-9)
-    line = (f"{done}/{self.total} images ({100 * done // self.total}%), "
-            f"{skipped} skipped, {rate:.0f} images/s")
-    if self.tty:
-      bar = "#" * (30 * done // self.total)
-      self.out.write(f"\r[{bar:<30}] {line}")
-      if done == self.total:
-        self.out.write("\n")
-    elif 10 * done // self.total > self.shown:
-      self.shown = 10 * done // self.total
-      self.out.write(line + "\n")
-    self.out.flush()
 
 
 def write_shards(data_dir, out_dir, prefix="train", num_shards=4, seed=0,

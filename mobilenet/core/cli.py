@@ -13,6 +13,7 @@
 
 import os
 import sys
+import traceback
 
 # Before TensorFlow/LiteRT load: their C++ start-up chatter would bury the
 # one line a user needs to read.
@@ -85,19 +86,53 @@ def model_source(include_top=True, **overrides):
   return source
 
 
-def run(main, expected=(ValueError, OSError)):
-  """app.run(main), turning `expected` errors into `error: ...` + exit 1."""
+def exit_now(code):
+  """Ends the process with `code` at once, output flushed.
+
+  After an error, threads that TensorFlow started (a tf.data iterator left
+  mid-epoch, the collective runtime of a lost cluster) can deadlock the
+  interpreter's teardown: the process then sits at 0 % CPU forever and
+  its scheduler never restarts it.  os._exit skips that teardown; every
+  file we write is closed (or renamed into place) before we get here.
+  """
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except (OSError, ValueError):
+      pass
+  os._exit(code)  # pylint: disable=protected-access
+
+
+def run(main, expected=(ValueError, OSError), **app_kwargs):
+  """app.run(main), turning `expected` errors into `error: ...` + exit 1.
+
+  Any failure (an error, a non-zero exit code, an unexpected exception with
+  its traceback) ends the process within moments (`exit_now`); a success
+  exits the usual way.
+  """
 
   def guarded(argv):
     try:
-      return main(argv)
+      code = main(argv)
     except expected as e:
       msg = " ".join(str(e).split()) or type(e).__name__
       sys.stderr.write(f"error: {msg}\n")
-      sys.stderr.flush()
-      sys.exit(1)
+      exit_now(1)
     except KeyboardInterrupt:
       sys.stderr.write("error: interrupted\n")
-      sys.exit(130)
+      exit_now(130)
+    except SystemExit as e:
+      code = e.code
+    except app.UsageError:
+      raise  # absl prints the usage and exits 1
+    except BaseException:  # pylint: disable=broad-except
+      traceback.print_exc()  # a bug: the traceback is what to report
+      exit_now(1)
+    if code not in (None, 0):
+      if not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+      exit_now(code)
+    return code
 
-  app.run(guarded)
+  app.run(guarded, **app_kwargs)

@@ -161,7 +161,15 @@ def _load(path, alpha, channels, classes, include_top):
 
 
 def _keras_h5(path, alpha, input_size, include_top):
-  alpha, channels, classes = _checked(params_lib.h5_layout, path, alpha)
+  try:
+    alpha, channels, classes = params_lib.h5_layout(path, alpha)
+  except ValueError as e:
+    if alpha is None:
+      raise ModelSourceError(str(e)) from None
+    file_alpha = _checked(params_lib.h5_layout, path)[0]
+    raise ModelSourceError(
+        f"{path} holds alpha={file_alpha} weights, but alpha={alpha} was "
+        f"requested; drop --alpha or pass --alpha={file_alpha}.") from None
   notes = []
   if input_size is None:
     input_size = weights_lib.official_input_size(path, alpha)

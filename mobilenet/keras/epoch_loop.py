@@ -29,7 +29,7 @@ def train_epochs(trainer, stop):
     bar = trainer._progbar(steps)
     totals = np.array(trainer.state.partial or [0.0, 0.0, 0.0])
     resumed_count, start, inputs = totals[2], time.time(), None
-    for batch in trainer._distribute(ds):
+    for batch in trainer.batches(ds, trainer.train_data):
       sums = train_step(batch).numpy()
       totals += sums
       if trainer.tensorboard:

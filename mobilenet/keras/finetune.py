@@ -21,7 +21,6 @@
 
 import numpy as np
 
-from mobilenet.core import model_source
 from mobilenet.keras import layers as layers_lib
 from mobilenet.keras import model as model_lib
 from mobilenet.keras.train_config import TrainError
@@ -29,24 +28,13 @@ from mobilenet.keras.train_config import TrainError
 HEAD = "predictions"
 
 
-def load_init_weights(model, cfg, classes, log):
-  """Copies the weights `cfg.init_weights` names into `model` (built for
-  cfg.alpha / cfg.channels / `classes`); returns a one-line summary."""
-  try:
-    source = model_source.resolve(
-        model_source.user_spec(cfg.init_weights), alpha=cfg.alpha,
-        input_size=cfg.input_size)
-  except ValueError as e:
-    raise TrainError(f"--init_weights: {e}") from None
-  for note in source.notes:
-    if not note.startswith(("labels:", "input size")):
-      log(f"note: {note}")
-  if abs(source.alpha - cfg.alpha) > 1e-6:
-    raise TrainError(f"--init_weights {source.description} has alpha "
-                     f"{source.alpha}, this run --alpha={cfg.alpha}; pass "
-                     f"--alpha={source.alpha}.")
+def load_init_weights(model, source, cfg, classes):
+  """Copies the weights of `source` (init_source.resolve) into `model`
+  (built for cfg.alpha / cfg.channels / `classes`); returns a one-line
+  summary."""
   params = dict(source.params)
-  said = [f"initialized from {source.description}"]
+  said = [f"initialized from {source.description}: MobileNetV2 alpha="
+          f"{cfg.alpha} at {cfg.input_size}x{cfg.input_size}x{cfg.channels}"]
   kernel = np.asarray(params["Conv1"]["kernel"])
   if source.channels == 3 and cfg.channels == 1:
     params["Conv1"] = {"kernel": kernel.sum(axis=2, keepdims=True)}

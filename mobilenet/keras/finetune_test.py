@@ -12,11 +12,16 @@ import shutil
 from absl.testing import absltest
 import numpy as np
 
+from mobilenet.core import arch
 from mobilenet.core import forward
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import model_source
+from mobilenet.core import params as params_lib
 from mobilenet.core import preprocess
+from mobilenet.keras import finetune
+from mobilenet.keras import model as model_lib
 from mobilenet.keras import train_lib
+from mobilenet.testing import models
 from mobilenet.testing import tools
 
 HELDOUT = labels_lib.data_path("mnist_heldout")
@@ -141,6 +146,51 @@ class FineTuneTest(absltest.TestCase):
                                   bundled["block_12_project"]["kernel"])
     self.assertFalse(np.array_equal(a["block_13_expand"]["kernel"],
                                     bundled["block_13_expand"]["kernel"]))
+    # --fine_tune_bn=frozen (the default from --init_weights): every BN,
+    # after the freeze point too, kept gamma, beta and moving statistics.
+    bns = [l for l in a if "moving_mean" in a[l]]
+    self.assertLen(bns, 52)
+    for layer in bns:
+      for key in a[layer]:
+        np.testing.assert_array_equal(a[layer][key], bundled[layer][key],
+                                      err_msg=f"{layer}/{key}")
+
+
+class ChannelsTest(absltest.TestCase):
+  """Conv1 3 -> 1 channel (summed) and 1 -> 3 (spread): a gray image gives
+  the logits the source network gives that image in its own format."""
+
+  def test_conv1_summed_and_spread(self):
+    d = self.create_tempdir().full_path
+    gray = np.random.default_rng(3).uniform(-1, 1, (2, 32, 32, 1)).astype(
+        np.float32)
+    for source_channels, channels in ((3, 1), (1, 3)):
+      source = models.live_random_source(channels=source_channels,
+                                         classes=4)
+      net = arch.derive(0.35, source_channels, 4)
+      path = os.path.join(d, f"from{source_channels}.h5")
+      params_lib.save_h5(source.params, path, net)
+      want = np.asarray(forward.apply(
+          source.params, np.repeat(gray, source_channels, -1), alpha=0.35,
+          classifier_activation=None))
+      model = model_lib.MobileNetV2(
+          input_shape=(32, 32, channels), alpha=0.35, weights=None, classes=4,
+          classifier_activation=None)
+      said = finetune.load_init_weights(model, train_lib.Config(
+          init_weights=path, alpha=0.35, input_size=32, channels=channels),
+                                        4, log=lambda _: None)
+      self.assertIn("Conv1 kernel", said)
+      got = model(np.repeat(gray, channels, -1), training=False).numpy()
+      self.assertGreater(np.ptp(want), 0.1)
+      # Exact in real numbers; float32 sums Conv1 in another order and the
+      # 52 BNs (batch statistics of a few digits) amplify it: measured
+      # max |diff| / max |logit| 1.2e-5 / 5.7e-6 (3 -> 1 / 1 -> 3, oneDNN
+      # on), 6.9e-6 / 1.6e-5 (off).  2e-4 leaves >10x; a wrong Conv1 (mean
+      # for sum, no /3) is O(1).
+      rel = np.abs(got - want).max() / np.abs(want).max()
+      print(f"{source_channels} -> {channels} channels: max |diff| / "
+            f"max |logit| = {rel:.3g}")
+      self.assertLess(rel, 2e-4, f"{source_channels} -> {channels}")
 
 
 if __name__ == "__main__":

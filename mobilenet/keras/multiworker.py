@@ -60,7 +60,8 @@ def this_worker(strategy):
   raw = os.environ.get("TF_CONFIG")
   fix = ("set TF_CONFIG on each worker, e.g. '{\"cluster\": {\"worker\": "
          "[\"host1:port\", \"host2:port\"]}, \"task\": {\"type\": \"worker\", "
-         "\"index\": 0}}' (README: Training on N machines).")
+         "\"index\": 0}}' (docs/distributed_training.md: Training on N "
+         "machines).")
   if not raw:
     raise TrainError("--strategy=multiworker needs TF_CONFIG; " + fix)
   try:

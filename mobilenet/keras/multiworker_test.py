@@ -4,6 +4,8 @@ processes: train_multiworker_test.)"""
 
 import json
 import os
+import subprocess
+import sys
 from unittest import mock
 
 from absl.testing import absltest
@@ -78,6 +80,61 @@ class WorkerTest(parameterized.TestCase):
         self.assertTrue(os.path.isdir(run))
       finally:
         multiworker.tempfile.tempdir = None
+
+
+# A process whose train() loses its peer at once, as run_restarting sees it;
+# "sigterm" first signals itself through the trainer's own handler.
+_LOSES_ITS_PEER = """
+import os, signal, sys
+import tensorflow as tf
+from mobilenet.keras import multiworker, train_lib
+print("start", os.environ.get("MOBILENET_TRAIN_RESTARTS", "0"), flush=True)
+def train():
+  if sys.argv[1] == "sigterm":
+    signal.signal(signal.SIGTERM, train_lib._StopFlag())
+    os.kill(os.getpid(), signal.SIGTERM)
+  raise tf.errors.UnavailableError(None, None, "peer gone\\nsecond line")
+sys.exit(multiworker.run_restarting(train, multiworker.Worker(0, 2, True)))
+"""
+
+
+class RestartTest(absltest.TestCase):
+  """run_restarting in real processes: os.execv of the same command, the
+  count carried over, exit 75 after the last restart, 130 when stopping."""
+
+  def _run(self, mode, restarts):
+    script = self.create_tempfile("loses_its_peer.py",
+                                  content=_LOSES_ITS_PEER).full_path
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path),
+               MOBILENET_TRAIN_RESTARTS=str(restarts))
+    return subprocess.run([sys.executable, script, mode], env=env,
+                          capture_output=True, text=True, timeout=300,
+                          check=False)
+
+  def test_restarts_in_place_then_exits_75(self):
+    last = multiworker.MAX_RESTARTS
+    proc = self._run("lose", last - 2)
+    self.assertEqual(proc.returncode, multiworker.RESTART_EXIT_CODE,
+                     proc.stderr)
+    # The same command ran again twice (same PID: os.execv), counting up.
+    self.assertEqual(proc.stdout.split(),
+                     ["start", str(last - 2), "start", str(last - 1),
+                      "start", str(last)])
+    ours = [l for l in proc.stderr.splitlines() if l.startswith(
+        ("worker 0:", "error:"))]
+    self.assertEqual(ours[:2], [
+        f"worker 0: lost the cluster (UnavailableError: peer gone); "
+        f"restarting ({n}/{last}) to resume from the last checkpoint when "
+        "every worker is back." for n in (last - 1, last)])
+    self.assertLen(ours, 3, proc.stderr)
+    self.assertIn(f"after {last} restarts; exiting with 75", ours[2])
+
+  def test_a_signalled_worker_exits_130_instead_of_restarting(self):
+    proc = self._run("sigterm", 0)
+    self.assertEqual(proc.returncode, 130, proc.stderr)
+    self.assertEqual(proc.stdout.split(), ["start", "0"])
+    self.assertIn("worker 0: stopped by a signal", proc.stderr)
+    self.assertNotIn("restarting", proc.stderr)
 
 
 class CommandLineTest(absltest.TestCase):

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenet.core import preprocess
+from mobilenet.keras.folders import DataError
 
 
 class SkipCounter:
@@ -36,6 +37,27 @@ class SkipCounter:
     shown = "; ".join(p for _, p in items[:3])
     more = f"; and {len(items) - 3} more" if len(items) > 3 else ""
     return f"{len(items)} unreadable image(s) skipped: {shown}{more}"
+
+
+def checked(batches, source):
+  """Iterates `batches` (a dataset of the pipeline `source`, distributed or
+  not).  An error that `source.input_error` blames on the input (a damaged
+  TFRecord shard) becomes a DataError with its one line; any other error
+  (a lost peer, a bug) passes unchanged."""
+  it = iter(batches)
+  while True:
+    try:
+      batch = next(it)
+    except StopIteration:
+      return
+    except (tf.errors.OpError, UnicodeDecodeError) as e:
+      # UnicodeDecodeError: TensorFlow failing to word an error about
+      # records that are not tf.train.Examples.
+      blame = getattr(source, "input_error", lambda _: None)(e)
+      if blame is None:
+        raise
+      raise DataError(blame) from None
+    yield batch
 
 
 def normalize_tf(images_uint8):

@@ -24,6 +24,7 @@ import os
 import re
 
 from mobilenet.core import files
+from mobilenet.keras import record_check
 from mobilenet.keras.folders import DataError
 
 SCHEMA = "mobilenet_v2.tfrecord_images"
@@ -110,7 +111,7 @@ def write_sidecar(directory, prefix, class_names, shard_counts, class_counts,
 
 def read_sidecar(path, what):
   fix = ("write shards and sidecar with //tools:make_tfrecords "
-         "(README: Sharded TFRecords)")
+         "(docs/tfrecords.md)")
   try:
     with open(path, encoding="utf8") as f:
       doc = json.load(f)
@@ -165,6 +166,8 @@ class RecordFiles:
       raise DataError(f"{what}: {unknown[0]} is not listed in "
                       f"{self.sidecar} (left from another run?); remove it or "
                       "rewrite the shards.")
+    for p in matched:  # an interrupted copy fails here, before training
+      record_check.check(p, int(doc["shards"][os.path.basename(p)]), what)
     self.files = matched
     self.class_names = list(doc["class_names"])
     self.count = sum(int(doc["shards"][os.path.basename(p)]) for p in matched)

@@ -15,12 +15,14 @@ ideally a multiple, so workers get equal work.
 """
 
 import math
+import re
 from typing import Optional
 
 import tensorflow as tf
 
 from mobilenet.core import preprocess
 from mobilenet.keras import augment as augment_lib
+from mobilenet.keras import record_check
 from mobilenet.keras import record_schema
 from mobilenet.keras import train_config
 from mobilenet.keras.pipeline import images
@@ -97,6 +99,27 @@ class RecordPipeline:
         tf.data.experimental.AutoShardPolicy.FILE)
     return ds.with_options(options)
 
+  def input_error(self, error):
+    """One line naming the fault when `error`, raised while reading this
+    pipeline, means the shards are damaged (the header walk at start-up
+    catches truncation; a bad byte inside a record shows only when it is
+    read) or hold records of another kind; else None."""
+    what, fix = self.records.what, FIX
+    if isinstance(error, tf.errors.DataLossError):
+      detail = tf_error_detail(error)
+      found = re.search(r" at (\d+)", detail)
+      bad = record_check.locate(self.files, int(found[1])) if found else []
+      where = (f"shard {', '.join(bad)}" if bad else
+               f"a shard of {self.records.sidecar}")
+      return f"{what}: {where} is damaged ({detail}); {fix}"
+    parse = isinstance(error, tf.errors.InvalidArgumentError) and (
+        "Feature:" in str(error) or "parse" in str(error).lower())
+    if parse or isinstance(error, UnicodeDecodeError):
+      return (f"{what}: a record of {self.records.sidecar}'s shards is not "
+              f"a {record_schema.SCHEMA} image record "
+              f"({tf_error_detail(error)}); {fix}")
+    return None
+
   def dataset(self, batch_size, shuffle_seed: Optional[int] = None,
               skip_batches=0, augment=True):
     """Batches; arguments as data.FolderPipeline.dataset."""
@@ -106,6 +129,20 @@ class RecordPipeline:
     if skip_batches:
       ds = ds.skip(skip_batches)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+FIX = ("copy the shard again or rewrite the set with //tools:make_tfrecords "
+       "(its --verify names every bad shard)")
+
+
+def tf_error_detail(error):
+  """TensorFlow's message without its node and op decorations."""
+  text = str(getattr(error, "message", None) or error)
+  text = re.sub(r"\{\{[^}]*\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]( name: \S*)?",
+                "", text)
+  text = text.split("transformation with iterator:")[-1]
+  text = re.sub(r"Iterator::\S+:?", "", text)
+  return " ".join(text.split()).strip(" :") or type(error).__name__
 
 
 def load(cfg, skipped):

@@ -14,11 +14,12 @@ r"""Train MobileNetV2, or classify images with a trained one.
                 [--weights=PATH]
 
 DIR has one sub-folder of images per class (the folder names are the class
-names).  Rerunning an interrupted `train` (Ctrl-C / SIGTERM) with the same
-flags resumes at the step where it stopped.  For several machines run the
+names).  With --init_weights the weights decide --alpha, --input_size and
+--channels unless they are given.  Rerunning an interrupted `train` (Ctrl-C
+/ SIGTERM) with the same flags resumes at the step where it stopped.  For several machines run the
 same command on each with --strategy=multiworker and its own TF_CONFIG: only
 the chief writes the run dir and export; a worker that loses a peer restarts
-itself and resumes from the chief's checkpoint (README: Training on N machines).
+itself and resumes from the chief's checkpoint (docs/distributed_training.md: Training on N machines).
 """
 
 import shlex
@@ -31,6 +32,7 @@ from absl import flags  # pylint: disable=g-bad-import-order
 from mobilenet.core import checkpoint  # pylint: disable=g-bad-import-order
 from mobilenet.core import preprocess
 from mobilenet.keras import folders
+from mobilenet.keras import init_source
 from mobilenet.keras import train_config
 
 FLAGS = flags.FLAGS
@@ -49,9 +51,18 @@ flags.DEFINE_float("val_split", _D.val_split, "Fraction of --data_dir held "
                    "out for validation when --val_dir is not given.")
 flags.DEFINE_enum("dataset", "folder", ["folder", "mnist"], "'mnist': Keras' "
                   "MNIST download (needs network) instead of --data_dir.")
-flags.DEFINE_float("alpha", _D.alpha, "Width multiplier.")
-flags.DEFINE_integer("input_size", _D.input_size, "Square input size in px.")
-flags.DEFINE_integer("channels", _D.channels, "1 (grayscale) or 3 (RGB).")
+_ARCH = init_source.DEFAULTS
+flags.DEFINE_float("alpha", None, "Width multiplier; default: read from the "
+                   "shapes of --init_weights (predict/eval: --weights), else "
+                   f"{_ARCH['alpha']}.")
+flags.DEFINE_integer("input_size", None, "Square input size in px; default: "
+                     "the weights' (our checkpoint's sidecar, the official "
+                     "Keras file name, else 224 with a note), else "
+                     f"{_ARCH['input_size']}.")
+flags.DEFINE_integer("channels", None, "1 (grayscale) or 3 (RGB); default: "
+                     "those of --init_weights, else "
+                     f"{_ARCH['channels']}. Set, it adapts the weights' "
+                     "first convolution.")
 flags.DEFINE_integer("classes", None, "Number of classes (default: inferred "
                      "from the class folders; must agree when given).")
 flags.DEFINE_integer("epochs", _D.epochs, "Epochs to train in total.")
@@ -76,8 +87,8 @@ flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps,
                      "--strategy=multiworker a worker that loses a peer "
                      "restarts itself and all resume from the chief's last "
                      "checkpoint: the steps after it are recomputed on the "
-                     "same batches, never skipped (README: Training on N "
-                     "machines).")
+                     "same batches, never skipped "
+                     "(docs/distributed_training.md).")
 flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into this many "
                      "logical devices (to try --strategy=mirrored on CPU).")
 flags.DEFINE_float("bn_momentum", _D.bn_momentum, "BatchNorm moving-average "
@@ -178,6 +189,11 @@ def _train(argv):
         f"train takes no positional arguments, got {argv[2:]}.")
   cfg = _config(argv)
   train_config.validate(cfg)
+  # The weights decide the architecture flags left out; a contradiction is
+  # one line here, before TensorFlow loads.
+  cfg, _, notes = init_source.resolve(cfg)
+  for note in notes:
+    print(f"note: {note}", file=sys.stderr)
   # Bad folders or shards fail here, before TensorFlow loads.
   if cfg.train_files:
     train_config.scan_records(cfg)
@@ -203,10 +219,7 @@ def _train(argv):
 
 
 def _load_model():
-  # --alpha / --input_size have training defaults; only explicit ones count.
-  return cli.model_source(
-      alpha=FLAGS.alpha if FLAGS["alpha"].present else None,
-      input_size=FLAGS.input_size if FLAGS["input_size"].present else None)
+  return cli.model_source()
 
 
 def _classifier(source, batch_size=None):

@@ -33,13 +33,14 @@ class Config:
   # Sharded TFRecords (record_schema.py) instead of folders: file patterns.
   train_files: Optional[str] = None
   val_files: Optional[str] = None
-  alpha: float = 0.35
-  input_size: int = 64
-  channels: int = 3
+  # None: from --init_weights, else init_source.DEFAULTS (0.35, 64, 3).
+  alpha: Optional[float] = None
+  input_size: Optional[int] = None
+  channels: Optional[int] = None
   classes: Optional[int] = None
   epochs: int = 2
   batch_size: int = 32
-  # The default recipe (README: 97.8 % from scratch on 1,000 held-out real
+  # The default recipe (docs/training.md: 97.8 % from scratch on 1,000 held-out real
   # digits, alpha 0.35, 64 px, 15 epochs on 4,000): RMSprop 2e-3, 1 warmup
   # epoch, cosine decay, digits augmentation.
   learning_rate: float = 2e-3
@@ -77,10 +78,12 @@ class Config:
 
 
 def validate(cfg: Config):
-  try:
-    arch.validate_alpha(cfg.alpha)
+  try:  # unset ones come from the weights (init_source.resolve)
+    if cfg.alpha is not None:
+      arch.validate_alpha(cfg.alpha)
     arch.validate_input_size(cfg.input_size, cfg.input_size)
-    arch.validate_channels(cfg.channels)
+    if cfg.channels is not None:
+      arch.validate_channels(cfg.channels)
   except ValueError as e:
     raise TrainError(str(e)) from None
   if not isinstance(cfg.head_epochs, int) or not (

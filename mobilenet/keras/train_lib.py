@@ -34,8 +34,10 @@ from mobilenet.keras import epoch_loop
 from mobilenet.keras import feature_cache
 from mobilenet.keras import finetune
 from mobilenet.keras import finish
+from mobilenet.keras import init_source
 from mobilenet.keras import model as model_lib
 from mobilenet.keras import multiworker
+from mobilenet.keras import pipeline
 from mobilenet.keras import recipe
 from mobilenet.keras import run_dir
 from mobilenet.keras import steps as steps_lib
@@ -67,16 +69,21 @@ class Trainer:
   def __init__(self, cfg: Config, log: Callable[[str], None] = print,
                stop_after_epoch: Optional[int] = None):
     validate(cfg)
+    cfg, self.init_source, notes = init_source.resolve(cfg)
     self.cfg = cfg
     self.worker = multiworker.this_worker(cfg.strategy)
     if not self.worker.chief:  # the chief speaks for the cluster
       log = lambda _: None  # pylint: disable=unnecessary-lambda-assignment
     self.log = log
+    for note in notes:
+      log(f"note: {note}")
     # Test hook: behave as if SIGTERM arrived once this epoch is done.
     self.stop_after_epoch = stop_after_epoch
     self.train_data, self.val_data, self.class_names, self.skipped = (
         data_lib.load(cfg))
     self.strategy = recipe.make_strategy(cfg.strategy)
+    if cfg.strategy == "mirrored":  # --num_cpu_devices shows here
+      log(f"mirrored over {self.strategy.num_replicas_in_sync} device(s)")
     import keras  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(cfg.seed)
     with self.strategy.scope():
@@ -84,9 +91,9 @@ class Trainer:
           input_shape=(cfg.input_size, cfg.input_size, cfg.channels),
           alpha=cfg.alpha, weights=None, classes=len(self.class_names),
           classifier_activation=None, bn_momentum=cfg.bn_momentum)
-      if cfg.init_weights:
+      if self.init_source is not None:
         self.log(finetune.load_init_weights(
-            self.model, cfg, len(self.class_names), log))
+            self.model, self.init_source, cfg, len(self.class_names)))
       finetune.frozen_layers(self.model, cfg.freeze)  # bad names fail here
       self.optimizer = recipe.make_optimizer(
           cfg, self.train_data.steps(cfg.batch_size))
@@ -174,6 +181,14 @@ class Trainer:
   def _distribute(self, ds):
     return self.strategy.experimental_distribute_dataset(ds)
 
+  def batches(self, dataset, source):
+    """The distributed batches of `dataset` (read from the pipeline
+    `source`); damaged input is a one-line TrainError."""
+    try:
+      yield from pipeline.checked(self._distribute(dataset), source)
+    except data_lib.DataError as e:
+      raise TrainError(str(e)) from None
+
   def epoch_stream(self, epoch, skip_batches=0):
     """(batches, train step) of epoch `epoch`: images through the model, or
     while only the head learns on unaugmented images, the cached features
@@ -191,7 +206,7 @@ class Trainer:
     logging, checkpoint or epoch count); returns the summed [loss, correct,
     count].  The benchmark times training through this."""
     totals = np.zeros(3)
-    for batch in self._distribute(dataset):
+    for batch in self.batches(dataset, self.train_data):
       totals += (step or self._train_step)(batch).numpy()
     return totals
 

@@ -22,6 +22,8 @@ from mobilenet.core import ops  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import layers  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import model as model_lib  # pylint: disable=g-import-not-at-top
 from mobilenet.testing import images  # pylint: disable=g-import-not-at-top
+from mobilenet.testing import models  # pylint: disable=g-import-not-at-top
+from mobilenet.testing import tools  # pylint: disable=g-import-not-at-top
 from mobilenet.testing import updates  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import train_lib  # pylint: disable=g-import-not-at-top
 
@@ -192,6 +194,42 @@ class MirroredTest(absltest.TestCase):
     # ties within rounding likely; the loss holds the same information.)
     (loss_m, _), (loss_s, _) = mirrored.evaluate(), single.evaluate()
     np.testing.assert_allclose(loss_m, loss_s, rtol=1e-5)
+
+
+class CommandLineTest(absltest.TestCase):
+
+  def test_train_mirrored_on_num_cpu_devices_equals_one_device(self):
+    """`train --strategy=mirrored --num_cpu_devices=2` as a user runs it:
+    two replicas, and one SGD step from a start we wrote agrees with the
+    default strategy's (updates.py's bounds)."""
+    root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    data = images.make_folder(f"{root}/data", per_class=PER_CLASS,
+                              bad_files=False)
+    start = models.write_initial_params(f"{root}/start.h5", 0.35, 3, 3)
+    args = ["train", f"--data_dir={data}", "--alpha=0.35", "--input_size=32",
+            "--val_split=0.25", "--optimizer=sgd", "--learning_rate=1e-3",
+            "--lr_schedule=constant", "--warmup_epochs=0", "--augment=none",
+            "--bn_momentum=0.9", "--nobn_reestimate", "--epochs=1",
+            f"--batch_size={TRAIN_IMAGES}", f"--init_weights={root}/start.h5",
+            "--fine_tune_bn=train"]
+    runs = {}
+    for name, extra in (("mirrored", ["--strategy=mirrored",
+                                      "--num_cpu_devices=2"]),
+                        ("single", [])):
+      proc = tools.run_tool("mobilenet/keras/train.py", *args, *extra,
+                            f"--checkpoint_dir={root}/{name}", timeout=600)
+      self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+      runs[name] = (proc.stdout, model_source.resolve(
+          f"{root}/{name}/model.h5").params)
+    self.assertIn("mirrored over 2 device(s)", runs["mirrored"][0])
+    got, want = runs["mirrored"][1], runs["single"][1]
+    pairs = []
+    for layer, keys in want.items():
+      for key, value in keys.items():
+        if not key.startswith("moving_"):
+          pairs.append((f"{layer}/{key}", got[layer][key], value,
+                        start[layer][key]))
+    updates.assert_updates_agree(self, pairs, "train CLI mirrored vs single")
 
 
 class SyncBatchNormLayerTest(absltest.TestCase):

@@ -23,6 +23,7 @@ import numpy as np
 from mobilenet.core import model_source
 from mobilenet.testing import events
 from mobilenet.testing import images
+from mobilenet.testing import models
 from mobilenet.testing import tools
 from mobilenet.testing import updates
 
@@ -128,10 +129,17 @@ class MultiWorkerTest(absltest.TestCase):
                      [])
 
   def test_two_workers_write_only_the_chief_and_match_one_process(self):
-    # One step over all 18 training images: 9 per worker.
-    args = _common(self.data) + ["--epochs=1",
-                                 f"--batch_size={TRAIN_IMAGES}"]
+    # One step over all 18 training images: 9 per worker, from a start we
+    # wrote ourselves (BN trained as from scratch), so the update is
+    # measured from the real starting point.
     root = self.create_tempdir().full_path
+    start_file = os.path.join(root, "start.h5")
+    initial = _flat(models.write_initial_params(start_file, 0.35, 3, 3,
+                                                seed=3))
+    args = _common(self.data) + ["--epochs=1",
+                                 f"--batch_size={TRAIN_IMAGES}",
+                                 f"--init_weights={start_file}",
+                                 "--fine_tune_bn=train"]
     chief_dir, worker_dir, single_dir = (os.path.join(root, n) for n in
                                          ("chief", "worker", "single"))
     cluster = self._cluster([
@@ -166,7 +174,6 @@ class MultiWorkerTest(absltest.TestCase):
 
     got = _flat(_params(os.path.join(chief_dir, "model.h5")))
     want = _flat(_params(os.path.join(single_dir, "model.h5")))
-    initial = _flat(_initial_params())
     self.assertEqual(sorted(got), sorted(want))
     pairs = []
     for name in sorted(want):
@@ -185,7 +192,7 @@ class MultiWorkerTest(absltest.TestCase):
                                  "--strategy=multiworker"]
     root = self.create_tempdir().full_path
 
-    def run(name, kill_at=None):
+    def run(name, kill_at=None, victim=1):
       directory = os.path.join(root, name)
       cluster = self._cluster([args + [f"--checkpoint_dir={directory}"]] * 2)
       start = time.time()
@@ -199,12 +206,12 @@ class MultiWorkerTest(absltest.TestCase):
               state = json.load(f)
             if state["step"] >= kill_at:
               break
-          self.assertIsNone(cluster.procs[1].poll())
+          self.assertIsNone(cluster.procs[victim].poll())
           time.sleep(0.2)
-        cluster.procs[1].send_signal(signal.SIGKILL)
-        cluster.procs[1].wait()
+        cluster.procs[victim].send_signal(signal.SIGKILL)
+        cluster.procs[victim].wait()
         killed_at = state["step"]
-        cluster.start(1)  # the scheduler's restart: the same command
+        cluster.start(victim)  # the scheduler's restart: the same command
       cluster.wait(start + RUN_TIMEOUT)
       print(f"{name}: {time.time() - start:.0f} s")
       with open(os.path.join(directory, "run.json"), encoding="utf8") as f:
@@ -217,33 +224,27 @@ class MultiWorkerTest(absltest.TestCase):
       self._assert_no_worker_leftovers(cluster)
       if kill_at is not None:
         self.assertLess(killed_at, 6)
-        err = cluster.output(0, err=True)
-        self.assertIn("worker 0: lost the cluster", err)
+        survivor = 1 - victim
+        err = cluster.output(survivor, err=True)
+        self.assertIn(f"worker {survivor}: lost the cluster", err)
         self.assertIn("resuming from", cluster.output(0))
       return _flat(_params(os.path.join(directory, "model.h5")))
 
     clean = run("clean")
     resumed = run("killed", kill_at=2)  # mid-epoch 1 (step 2 of 3)
+    # The chief itself: its restart resumes from its own last checkpoint.
+    chief_killed = run("chief_killed", kill_at=4, victim=0)  # epoch 2
     # Same batches, same pieces per worker, exact restore (checkpoint, then
     # the chief's broadcast: float32 -> float64 -> float32) and a two-term
     # all-reduce sum: measured bit-identical (max |difference| 0, oneDNN
     # on); asserted to float32 rounding, not verified bit-exact elsewhere.
-    worst = max(float(np.abs(clean[k] - resumed[k]).max()) for k in clean)
-    print(f"killed and resumed vs uninterrupted: max |difference| {worst:.3g}")
-    for name, want in clean.items():
-      np.testing.assert_allclose(resumed[name], want, rtol=1e-5, atol=1e-6,
-                                 err_msg=name)
-
-
-def _initial_params():
-  """The weights `train --seed=3` starts from (the Trainer's seeding)."""
-  import keras  # pylint: disable=g-import-not-at-top
-  from mobilenet.keras import model as model_lib  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(3)
-  model = model_lib.MobileNetV2(
-      input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=3,
-      classifier_activation=None, bn_momentum=0.9)
-  return model_lib.get_params(model)
+    for what, got in (("worker 1", resumed), ("chief", chief_killed)):
+      worst = max(float(np.abs(clean[k] - got[k]).max()) for k in clean)
+      print(f"{what} killed and resumed vs uninterrupted: max |difference| "
+            f"{worst:.3g}")
+      for name, want in clean.items():
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{what}: {name}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from absl.testing import parameterized
 
 from mobilenet.core import labels as labels_lib
 from mobilenet.testing import images
+from mobilenet.testing import keras_reference
 from mobilenet.testing import models
 from mobilenet.testing import tools
 
@@ -90,6 +91,7 @@ class PredictTest(absltest.TestCase):
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertNotIn("note:", proc.stderr)  # nothing was assumed
     lines = proc.stdout.strip().splitlines()
+    self.assertLen(lines, len(digits), proc.stdout)
     for k, line in zip(digits, lines):
       self.assertEqual(line.split(": ", 1)[1].split(" ")[0],
                        models.DIGIT_NAMES[k], line)
@@ -100,18 +102,26 @@ class PredictTest(absltest.TestCase):
         f"c{k}" for k in range(10))).full_path
     renamed, plain = (os.path.join(d.full_path, n) for n in ("renamed",
                                                               "plain"))
+    # Folders 0 and 1 swapped: the true accuracy is well below 1, so a
+    # printed number is checked against Keras, not against "all right".
+    paths, truth = [], []
     for k in range(10):
-      src = os.path.join(DATA, "mnist_heldout", str(k))
+      src = os.path.join(DATA, "mnist_heldout", str((1 - k) if k < 2 else k))
       for root, name in ((renamed, f"c{k}"), (plain, str(k))):
         os.makedirs(os.path.join(root, name))
         for f in sorted(os.listdir(src))[:3]:
           shutil.copy(os.path.join(src, f), os.path.join(root, name, f))
+      paths += [os.path.join(src, f) for f in sorted(os.listdir(src))[:3]]
+      truth += [k] * 3
     with_labels = _run(["eval", "--labels", names, "--data_dir", renamed])
     without = _run(["eval", "--data_dir", plain])
     self.assertEqual(with_labels.returncode, 0, with_labels.stderr)
     self.assertEqual(without.returncode, 0, without.stderr)
-    self.assertEqual(with_labels.stdout.split(" of ")[0],
-                     without.stdout.split(" of ")[0])
+    correct = sum(p == t for p, t in zip(keras_reference.bundled_top1(paths), truth))
+    self.assertBetween(correct, 1, len(paths) - 3)  # the swap shows
+    want = f"accuracy {correct / len(paths):.4f} ({correct}/{len(paths)})"
+    for proc in (with_labels, without):
+      self.assertEqual(proc.stdout.split(" of ")[0], want, proc.stdout)
     # The folders no longer match the bundled model's own names.
     mismatch = _run(["eval", "--data_dir", renamed])
     self.assertNotEqual(mismatch.returncode, 0)

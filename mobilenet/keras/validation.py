@@ -29,8 +29,8 @@ def evaluate(trainer, pipeline, reestimate=False):
   with recipe.ema_weights(trainer.optimizer, trainer.cfg.ema):
     if reestimate:
       reestimate_bn(trainer)
-    for batch in trainer.strategy.experimental_distribute_dataset(
-        pipeline.dataset(trainer.cfg.batch_size)):
+    for batch in trainer.batches(pipeline.dataset(trainer.cfg.batch_size),
+                                 pipeline):
       total += trainer.steps.evaluate(batch).numpy()
   for v, value in zip(stats, kept):
     v.assign(value)
@@ -69,7 +69,7 @@ def reestimate_bn(trainer):
       trainer.reestimate_step = steps_lib.build(
           trainer.model, trainer.optimizer, trainer.strategy,
           cfg.batch_size, trainer.spec, trainer).bn_statistics
-    for batch in trainer.strategy.experimental_distribute_dataset(ds):
+    for batch in trainer.batches(ds, trainer.train_data):
       trainer.reestimate_step(batch)
   finally:
     layers_lib.stop_reestimation(bns)

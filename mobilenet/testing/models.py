@@ -86,3 +86,12 @@ def digit_model_1001(directory, name="mnv2_finetuned_1001.h5"):
   with open(labels, "w", encoding="utf8") as f:
     f.write("\n".join(names) + "\n")
   return path, labels
+
+
+def write_initial_params(path, alpha, channels, classes, seed=0):
+  """Keras-style initial weights written to `path` (a Keras-layout .h5 to
+  pass as --init_weights), so a test knows the exact start of a training
+  run; returns them as read back from the file."""
+  net = arch.derive(alpha, channels, classes)
+  params_lib.save_h5(params_lib.init(net, seed=seed), path, net)
+  return model_source.resolve(path).params

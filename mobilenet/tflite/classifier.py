@@ -32,12 +32,17 @@ def normalize(pixels, normalization):
                               mean=spec.get("mean"), std=spec.get("std"))
 
 
+def round_half_away(x):
+  """TfLiteRound (std::round) in x's own float precision: halves go away from
+  zero, where np.round would round them to even."""
+  x = np.asarray(x)
+  return np.sign(x) * np.floor(np.abs(x) + x.dtype.type(0.5))
+
+
 def quantize(x, scale, zero_point, dtype):
   """Float -> integer with TFLite's rounding (half away from zero)."""
   info = np.iinfo(dtype)
-  v = np.asarray(x, np.float64) / scale
-  # np.round would round half to even; TFLite rounds half away from zero.
-  q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zero_point
+  q = round_half_away(np.asarray(x, np.float64) / scale) + zero_point
   return np.clip(q, info.min, info.max).astype(dtype)
 
 

@@ -13,6 +13,10 @@ else the bundled digit model, and says which.
 MicroMutableOpResolver the model needs) and, in the sidecar, the tensor
 arena measured in the TFLM interpreter; a model TFLM cannot run is refused
 with one line naming the op or tensor, and nothing is written.
+
+--target=saved_model writes a TensorFlow SavedModel directory
+<save_to>/<name> instead (saved_model.py: uint8 pixels in, probabilities and
+top-k class names out; variables, so it can be fine-tuned after loading).
 """
 
 import os
@@ -38,9 +42,11 @@ flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
 flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
                      "Calibration images, first N in sorted path order.")
 flags.DEFINE_string("name", None, "Output file stem (default: descriptive).")
-flags.DEFINE_enum("target", "tflite", ["tflite", "micro"], "tflite: the "
-                  ".tflite and sidecar; micro: also C++ sources for TensorFlow "
-                  "Lite Micro and the measured arena (needs an int8 model).")
+flags.DEFINE_enum("target", "tflite", ["tflite", "micro", "saved_model"],
+                  "tflite: the .tflite and sidecar; micro: also C++ sources "
+                  "for TensorFlow Lite Micro and the measured arena (needs an "
+                  "int8 model); saved_model: a TensorFlow SavedModel "
+                  "directory <save_to>/<name> (float, no quantization).")
 flags.mark_flag_as_required("save_to")
 
 
@@ -90,6 +96,8 @@ def main(argv):
     raise cli.UsageError(f"--alpha={FLAGS.alpha} must be positive (e.g. 0.35,"
                          " 0.5, 1.0)")
   save_to = cli.output_dir(cli.user_path(FLAGS.save_to))
+  if FLAGS.target == "saved_model":
+    return _saved_model(save_to)
   calibration_dir = cli.user_path(FLAGS.calibration_dir)
   if FLAGS.quantize in converter.FULL_INTEGER:
     # Fail on bad calibration input before the slow part.
@@ -104,6 +112,27 @@ def main(argv):
     converted = micro_export.for_micro(converted)
   paths = converter.save(converted, save_to)
   print(summary(converted, paths))
+  sys.stdout.flush()
+
+
+def _saved_model(save_to):
+  for flag in ("quantize", "calibration_dir", "num_calibration"):
+    if FLAGS[flag].present:
+      raise cli.UsageError(f"--{flag} is for the .tflite targets; a "
+                           "SavedModel keeps the float weights")
+  source = cli.model_source()
+  if FLAGS.weights == "auto":
+    print(f"weights=auto: using {source.description}")
+  from mobilenet.tflite import saved_model  # pylint: disable=g-import-not-at-top
+  path = saved_model.save(source, save_to, name=FLAGS.name)
+  size = source.input_size
+  print(f"wrote {path}\n"
+        f"weights       {source.description}\n"
+        f"model         alpha={source.alpha} input={size}x{size}x"
+        f"{source.channels} classes={source.classes} normalization="
+        f"{saved_model.classifier.normalization_spec(source.normalization)['mode']}"
+        f" (inside the graph)\n"
+        f"signatures    {', '.join(saved_model.SIGNATURES)}")
   sys.stdout.flush()
 
 

@@ -11,11 +11,11 @@ Every model gets a JSON sidecar recording where it came from
 import dataclasses
 import hashlib
 import os
-import tempfile
 import time
 import numpy as np
 
 from mobilenet.core import labels as labels_lib
+from mobilenet.core import files
 from mobilenet.core.files import sha256_file
 from mobilenet.core import preprocess
 from mobilenet.tflite import model_sidecar
@@ -213,29 +213,10 @@ def save(converted, directory):
   All go to temp files first; none of them exists unless all were written
   completely.
   """
-  os.makedirs(directory, exist_ok=True)
-  outputs = [(os.path.join(directory, converted.name + ".tflite"),
-              converted.tflite),
-             (os.path.join(directory, converted.name + ".json"),
-              model_sidecar.to_bytes(converted.metadata))]
-  outputs += [(os.path.join(directory, n), data)
-              for n, data in sorted(converted.files.items())]
-  temps, done = [], []
-  try:
-    for final, data in outputs:
-      fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(final),
-                                 suffix=".tmp", dir=directory)
-      temps.append(tmp)
-      os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the model from others
-      with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    for (final, _), tmp in zip(outputs, temps):
-      os.replace(tmp, final)
-      done.append(final)
-  except BaseException:
-    # A .tflite without its sidecar would be a partial result too.
-    for path in temps + done:
-      if os.path.exists(path):
-        os.remove(path)
-    raise
-  return [final for final, _ in outputs]
+  outputs = {os.path.join(directory, converted.name + ".tflite"):
+             converted.tflite,
+             os.path.join(directory, converted.name + ".json"):
+             model_sidecar.to_bytes(converted.metadata)}
+  for n, data in sorted(converted.files.items()):
+    outputs[os.path.join(directory, n)] = data
+  return files.atomic_write_all(outputs)

@@ -88,22 +88,33 @@ class ConvertTest(absltest.TestCase):
   def test_modes(self):
     spread = np.abs(self.want).max()
     results = {}
-    # A random net amplifies rounding more than a trained one; the bundled
-    # model's accuracy is checked in tflite_model_test.
-    for mode, io_type, tol in (("float", np.float32, 1e-4),
-                               ("float16", np.float32, 0.01),
-                               ("dynamic", np.float32, 0.1),
-                               ("int8", np.int8, 0.25),
-                               ("uint8", np.uint8, 0.25)):
+    # Bounds: mean |got - float| / max |float| and correlation with float.
+    # Measured on this random net (oneDNN off / on): float 2.5e-6 / 2.6e-6;
+    # float16 0.0058 / 0.0058, correlation 0.99973; dynamic 0.038 / 0.037,
+    # 0.9911 / 0.9914; int8 and uint8 0.160 / 0.162, 0.842 / 0.837.  Each
+    # bound leaves ~2x on the error and ~3x on 1 - correlation, except int8:
+    # a random 52-BN net amplifies int8 rounding chaotically, so it keeps
+    # 1.5x (0.25, 0.8), and the sharp int8 checks are on the trained model
+    # (tflite_model_test: top-1 agreement >= 99 % on 1,000 digits; float16
+    # and dynamic range there too).
+    for mode, io_type, tol, min_corr in (
+        ("float", np.float32, 1e-4, 0.9999),
+        ("float16", np.float32, 0.01, 0.999),
+        ("dynamic", np.float32, 0.075, 0.97),
+        ("int8", np.int8, 0.25, 0.8),
+        ("uint8", np.uint8, 0.25, 0.8)):
       with self.subTest(mode):
         tflite = converter.convert(self.model.get_concrete_function(), mode,
                                    self.rep, self.model)
         inp, out, got = self._run(tflite)
         self.assertEqual(inp["dtype"], io_type)
         self.assertEqual(out["dtype"], io_type)
-        self.assertLess(np.abs(got - self.want).mean(), tol * spread)
-        self.assertGreater(
-            np.corrcoef(got.ravel(), self.want.ravel())[0, 1], 0.8)
+        err = np.abs(got - self.want).mean() / spread
+        corr = np.corrcoef(got.ravel(), self.want.ravel())[0, 1]
+        print(f"{mode}: mean |got - float| / max |float| = {err:.3g}, "
+              f"correlation {corr:.6f}")
+        self.assertLess(err, tol)
+        self.assertGreater(corr, min_corr)
         results[mode] = got
     # Same calibration, same int8 graph: uint8 I/O only shifts by 128.
     np.testing.assert_allclose(results["uint8"], results["int8"], atol=1e-6)

@@ -58,7 +58,14 @@ class MicroArtifactTest(absltest.TestCase):
     accuracy = np.mean(np.array(self.meta["labels"])[ours.argmax(1)] == truth)
     print(f"TFLM vs LiteRT reference: {same}/{len(paths)} identical; "
           f"TFLM accuracy {accuracy:.4f}")
-    self.assertGreater(accuracy, 0.95)
+    # Integer reference kernels: the same on every CPU.  Measured 98.1 %
+    # against the float model's recorded 98.0 % (model_source_test checks
+    # that number with keras.applications); int8 may cost or gain a few
+    # digits, never 5.
+    with open(labels_lib.data_path("bundled/mnist_mobilenet_v2.json"),
+              encoding="utf-8") as f:
+      recorded = json.load(f)["heldout_accuracy"]
+    self.assertAlmostEqual(accuracy, recorded, delta=0.005)
 
   def test_sidecar_arena_is_the_smallest_tflm_runs_in(self):
     arena = self.micro["arena_bytes"]

@@ -113,6 +113,19 @@ def read_sidecar(model_path):
   return meta if isinstance(meta, dict) else None
 
 
+def class_names(num_classes, meta, labels_path=None):
+  """(names aligned to the outputs, note or None): from `labels_path`, else
+  the sidecar `meta`, else the defaults for that many outputs (the note
+  says what was assumed)."""
+  from mobilenet.core import labels as labels_lib  # pylint: disable=g-import-not-at-top
+  if labels_path:
+    return labels_lib.align(labels_lib.load_labels(labels_path),
+                            num_classes), None
+  if meta and meta.get("labels"):
+    return labels_lib.align(meta["labels"], num_classes), None
+  return labels_lib.default_names(num_classes)
+
+
 def _quant(detail):
   scale, zero_point = detail["quantization"]
   return float(scale), int(zero_point)
@@ -188,6 +201,12 @@ class Model(Classifier):
     return self.interpreter.get_tensor(self.output["index"])
 
   # ---- intermediate tensors --------------------------------------------
+
+  def activation_indices(self):
+    """Indices of the tensors computed at run time (input and op outputs)."""
+    ops = self.interpreter._get_ops_details()  # pylint: disable=protected-access
+    return {int(self.input["index"])} | {int(i) for op in ops
+                                         for i in op["outputs"]}
 
   def tensors(self):
     """(detail, value or None) for every tensor of the model after the last invoke.

@@ -81,8 +81,15 @@ class ModelTest(absltest.TestCase):
       np.testing.assert_array_equal(batch[i:i + 1],
                                     m.predict_pixels(self.pixels[i], "tf"))
     want = self.tf_model(preprocess.preprocess_input(self.pixels[1:2])).numpy()
-    self.assertLess(np.abs(batch[1] - want[0]).mean(),
-                    0.5 * np.abs(want).max())
+    err = np.abs(batch[1] - want[0]).mean() / np.abs(want).max()
+    corr = np.corrcoef(batch[1], want[0])[0, 1]
+    print(f"uint8 vs float: mean |q - f| / max |f| = {err:.4f}, "
+          f"correlation {corr:.5f}")
+    # Measured (oneDNN on / off) 0.173 / 0.176 and 0.930 / 0.933 on this
+    # random net; ~2x on the error, ~3x on 1 - correlation.  An all-zero or
+    # constant output has no correlation (nan) and fails.
+    self.assertLess(err, 0.35)
+    self.assertGreater(corr, 0.8)
 
   def test_truncated_model_is_refused(self):
     with open(self.files["uint8"], "rb") as f:
