@@ -11,8 +11,8 @@ Used by tools/bazel when no BAZEL_REAL is given (no bazelisk, no registry):
     index's SHA256 and unpacked with `dpkg-deb -x`;
   * the executables Bazel execs get the prefix's ELF interpreter and RPATH
     (LD_LIBRARY_PATH is never set, so build actions keep the host's glibc);
-  * the JDK trusts the system's CA bundle (truststore.py), not a Java package's
-    /etc/ssl/certs/java/cacerts;
+  * the JDK (truststore.py) and pip.parse's pip (REQUESTS_CA_BUNDLE) trust the
+    system's CA bundle, not a Java package's /etc/ssl/certs/java/cacerts or certifi's;
   * the build's CPython 3.11 is chosen: the host's, or bookworm's unpacked
     into the cache (python311.py);
   * an rc file with startup flags, the Bzlmod overrides to the Debian-packaged
@@ -175,7 +175,7 @@ def write_classpath(prefix):
     f.write("\n".join(ordered) + "\n")
 
 
-def write_rc(cache, prefix, jh, python):
+def write_rc(cache, prefix, jh, python, bundle):
   base = os.path.join(prefix, "usr/share/bazel")
   stubs = os.path.join(prefix, "usr/share/bazel-offline-stubs")
   # Stub modules: needed only to resolve @bazel_tools' own MODULE.bazel offline.
@@ -202,6 +202,8 @@ def write_rc(cache, prefix, jh, python):
       "common --noenable_workspace",
       "# The CPython 3.11 of the toolchain and pip.parse (third_party/python/interpreter.bzl).",
       "common --repo_env=MNV2_PYTHON=%s" % python,
+      "# pip.parse's pip (its own certifi otherwise) trusts the system's CA bundle, as the JDK does.",
+      "common --repo_env=REQUESTS_CA_BUNDLE=%s" % bundle,
   ]
   lines += ["common --override_module=%s=%s/%s" % (m, base, p) for m, p in sorted(overrides.items())]
   lines += ["common --override_module=%s=%s/%s" % (m, stubs, m)
@@ -281,7 +283,7 @@ def provision(cache, stamp):
   else:
     shutil.rmtree(os.path.join(cache, "python"), ignore_errors=True)
     python = python311.HOST_PYTHON
-  write_rc(cache, prefix, jh, python)
+  write_rc(cache, prefix, jh, python, bundle)
   say("verifying linkage and `bazel version`")
   verify_linkage(prefix, ldso, lib, jh)
   self_test(cache, prefix)
