@@ -11,8 +11,13 @@ Used by tools/bazel when no BAZEL_REAL is given (no bazelisk, no registry):
     index's SHA256 and unpacked with `dpkg-deb -x`;
   * the executables Bazel execs get the prefix's ELF interpreter and RPATH
     (LD_LIBRARY_PATH is never set, so build actions keep the host's glibc);
-  * an rc file with startup flags and the Bzlmod overrides to the
-    Debian-packaged rules is written, and `bazel version` must say 7.7.1.
+  * the JDK (truststore.py) and pip.parse's pip (REQUESTS_CA_BUNDLE) trust the
+    system's CA bundle, not a Java package's /etc/ssl/certs/java/cacerts or certifi's;
+  * the build's CPython 3.11 is chosen: the host's, or bookworm's unpacked
+    into the cache (python311.py);
+  * an rc file with startup flags, the Bzlmod overrides to the Debian-packaged
+    rules and the interpreter (--repo_env=MNV2_PYTHON) is written, and
+    `bazel version` must say 7.7.1.
 The stamp file is written last, so an interrupted run is simply redone; a file
 lock makes concurrent first runs wait for each other.
 """
@@ -20,7 +25,6 @@ lock makes concurrent first runs wait for each other.
 import argparse
 import fcntl
 import glob
-import hashlib
 import os
 import platform
 import re
@@ -31,23 +35,15 @@ import tempfile
 import time
 import zipfile
 
+from debian_archive import (Apt, ProvisionError, dependency_closure, fetch_current, host_mirror,
+                            run, say)
+import python311
+import truststore
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BAZEL_VERSION = "7.7.1"
 TRIPLET = "x86_64-linux-gnu"
 JDK = "21"
-START = time.time()
-
-
-class ProvisionError(Exception):
-  pass
-
-
-def say(msg):
-  print("[offline-bazel %3ds] %s" % (time.time() - START, msg), file=sys.stderr, flush=True)
-
-
-def run(cmd, **kw):
-  return subprocess.run(cmd, check=True, **kw)
 
 
 # ----------------------------------------------------------------- host checks
@@ -57,100 +53,6 @@ def check_host():
   for tool in ("apt-get", "dpkg-deb"):
     if shutil.which(tool) is None:
       raise ProvisionError("offline Bazel needs Debian's apt (no `%s` here)" % tool)
-
-
-def host_mirror():
-  """First non-security `deb` URI of the host's apt sources (deb822 first)."""
-  for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
-    for stanza in open(path).read().split("\n\n"):
-      fields = dict(
-          (k.strip(), v.strip())
-          for k, _, v in (l.partition(":") for l in stanza.splitlines() if l and l[0] not in " #"))
-      if fields.get("Enabled", "yes") == "no" or "deb" not in fields.get("Types", "").split():
-        continue
-      if "security" in fields.get("Suites", "") or not fields.get("URIs"):
-        continue
-      return fields["URIs"].split()[0].rstrip("/")
-  for path in ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list")):
-    if not os.path.exists(path):
-      continue
-    for line in open(path):
-      line = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).split()
-      if len(line) >= 3 and line[0] == "deb" and "security" not in line[2]:
-        return line[1].rstrip("/")
-  raise ProvisionError("could not read a Debian mirror from this machine's apt configuration")
-
-
-# ----------------------------------------------------------------- apt index
-class Apt:
-  """apt-get with a private state directory pointed at sid."""
-
-  def __init__(self, root, mirror):
-    self.root = root
-    for d in ("lists/partial", "cache/archives/partial"):
-      os.makedirs(os.path.join(root, d), exist_ok=True)
-    with open(os.path.join(root, "sources.list"), "w") as f:
-      f.write("deb %s sid main\n" % mirror)
-    open(os.path.join(root, "status"), "a").close()
-    self.opts = [
-        "-oDir::Etc::SourceList=%s/sources.list" % root, "-oDir::Etc::SourceParts=/dev/null",
-        "-oDir::State::Lists=%s/lists" % root, "-oDir::Cache=%s/cache" % root,
-        "-oDir::State::status=%s/status" % root, "-oAPT::Sandbox::User=root",
-        "-oAcquire::GzipIndexes=false", "-oDebug::NoLocking=true"
-    ]
-
-  def packages_file(self):
-    found = glob.glob(os.path.join(self.root, "lists", "*_sid_main_binary-amd64_Packages"))
-    return found[0] if found else None
-
-  def update(self, force=False):
-    if force or not self.packages_file():
-      say("fetching sid's package index")
-      r = subprocess.run(["apt-get"] + self.opts + ["-q", "update"], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-      if r.returncode != 0 or not self.packages_file():
-        raise ProvisionError("the Debian archive is not reachable (apt-get update for sid failed: %s)"
-                             % r.stdout.strip().splitlines()[-1:])
-
-  def index(self):
-    pkgs, provides = {}, {}
-    for stanza in open(self.packages_file()).read().split("\n\n"):
-      fields = {}
-      for line in stanza.splitlines():
-        if line and line[0] not in " \t" and ":" in line:
-          k, _, v = line.partition(":")
-          fields[k] = v.strip()
-      name = fields.get("Package")
-      if name:
-        pkgs[name] = fields
-        for p in fields.get("Provides", "").split(","):
-          if p.strip():
-            provides.setdefault(p.split()[0], name)
-    return pkgs, provides
-
-  def download(self, specs, dest):
-    # stdout stays clean for the Bazel command that follows; progress goes to stderr.
-    run(["apt-get"] + self.opts + ["-q", "download"] + specs, cwd=dest, stdout=sys.stderr)
-
-
-def dependency_closure(pkgs, provides, roots):
-  """Library packages reachable from roots through Depends/Pre-Depends."""
-  seen, todo = set(), list(roots)
-  while todo:
-    name = todo.pop()
-    if name in seen or name not in pkgs:
-      continue
-    seen.add(name)
-    for field in ("Pre-Depends", "Depends"):
-      for alt in pkgs[name].get(field, "").split(","):
-        for choice in alt.split("|"):
-          dep = choice.strip().split(" ")[0].split(":")[0]
-          dep = dep if dep in pkgs else provides.get(dep)
-          if dep:
-            if dep.startswith("lib") or dep in roots:
-              todo.append(dep)
-            break
-  return seen
 
 
 def stem(name):
@@ -183,40 +85,6 @@ def read_package_list():
     line = line.split("#")[0].split()
     names.extend(line)
   return [n.replace("@JDK@", JDK) for n in names]
-
-
-def sha256(path):
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
-def fetch_debs(apt, names, pkgs, debs):
-  """Returns the verified .deb path of every package, downloading what is missing."""
-  os.makedirs(debs, exist_ok=True)
-  paths, need = {}, []
-  for name in names:
-    meta = pkgs[name]
-    path = os.path.join(debs, os.path.basename(meta["Filename"]))
-    paths[name] = path
-    if not (os.path.exists(path) and sha256(path) == meta["SHA256"]):
-      need.append(name)
-  if need:
-    say("downloading %d packages (%.0f MB)" % (len(need), sum(int(pkgs[n]["Size"]) for n in need) / 1e6))
-    tmp = tempfile.mkdtemp(dir=debs, prefix=".partial-")
-    try:
-      apt.download(["%s=%s" % (n, pkgs[n]["Version"]) for n in need], tmp)
-      for name in need:
-        got = os.path.join(tmp, os.path.basename(pkgs[name]["Filename"]))
-        got = got if os.path.exists(got) else glob.glob(os.path.join(tmp, name + "_*.deb"))[0]
-        if sha256(got) != pkgs[name]["SHA256"]:
-          raise ProvisionError("%s: checksum does not match sid's index" % os.path.basename(got))
-        os.replace(got, paths[name])
-    finally:
-      shutil.rmtree(tmp, ignore_errors=True)
-  return paths
 
 
 # ----------------------------------------------------------------- prefix
@@ -307,7 +175,7 @@ def write_classpath(prefix):
     f.write("\n".join(ordered) + "\n")
 
 
-def write_rc(cache, prefix, jh):
+def write_rc(cache, prefix, jh, python, bundle):
   base = os.path.join(prefix, "usr/share/bazel")
   stubs = os.path.join(prefix, "usr/share/bazel-offline-stubs")
   # Stub modules: needed only to resolve @bazel_tools' own MODULE.bazel offline.
@@ -332,6 +200,10 @@ def write_rc(cache, prefix, jh):
       "# Debian's Bazel writes MODULE.bazel.lock as {}; there is no registry to lock against.",
       "common --lockfile_mode=off",
       "common --noenable_workspace",
+      "# The CPython 3.11 of the toolchain and pip.parse (third_party/python/interpreter.bzl).",
+      "common --repo_env=MNV2_PYTHON=%s" % python,
+      "# pip.parse's pip (its own certifi otherwise) trusts the system's CA bundle, as the JDK does.",
+      "common --repo_env=REQUESTS_CA_BUNDLE=%s" % bundle,
   ]
   lines += ["common --override_module=%s=%s/%s" % (m, base, p) for m, p in sorted(overrides.items())]
   lines += ["common --override_module=%s=%s/%s" % (m, stubs, m)
@@ -376,19 +248,15 @@ def self_test(cache, prefix):
 
 def provision(cache, stamp):
   check_host()
+  bundle = truststore.system_bundle()
+  if bundle is None:
+    raise ProvisionError("no CA bundle on this machine (install ca-certificates)")
+  hermetic = python311.wants_hermetic()
   prefix = os.path.join(cache, "prefix")
-  apt = Apt(os.path.join(cache, "apt"), host_mirror())
-  apt.update()
-  pkgs, provides = apt.index()
-  try:
-    names = resolve(read_package_list(), pkgs, provides)
-    paths = fetch_debs(apt, names, pkgs, os.path.join(cache, "debs"))
-  except (ProvisionError, subprocess.CalledProcessError):
-    # sid moves daily: a stale index names .debs the archive no longer has.
-    apt.update(force=True)
-    pkgs, provides = apt.index()
-    names = resolve(read_package_list(), pkgs, provides)
-    paths = fetch_debs(apt, names, pkgs, os.path.join(cache, "debs"))
+  mirror = host_mirror()
+  apt = Apt(os.path.join(cache, "apt"), mirror)
+  names, paths, pkgs = fetch_current(apt, lambda p, v: resolve(read_package_list(), p, v),
+                                     os.path.join(cache, "debs"))
   version = pkgs["bazel-bootstrap"]["Version"]
   if not version.startswith(BAZEL_VERSION + "+"):
     raise ProvisionError("sid's bazel-bootstrap is now %s, not %s" % (version, BAZEL_VERSION))
@@ -400,15 +268,30 @@ def provision(cache, stamp):
   for name in names:
     run(["dpkg-deb", "-x", paths[name], prefix])
   ldso, lib, jh = patch_executables(prefix)
+  # Debian's JDK trusts /etc/ssl/certs/java/cacerts, which only Java packages
+  # create: trust the system's CA bundle instead (tools/bazel keeps it fresh).
+  cacerts = os.path.join(cache, "java-cacerts")
+  truststore.write_trust_store(cacerts, bundle)
+  os.unlink(os.path.join(jh, "lib/security/cacerts"))
+  os.symlink(cacerts, os.path.join(jh, "lib/security/cacerts"))
   write_classpath(prefix)
-  write_rc(cache, prefix, jh)
+  if hermetic:
+    say("the build's Python: %s, so Debian %s's CPython 3.11 goes into the cache"
+        % (hermetic, python311.SUITE))
+    python = python311.provision_python(cache, mirror, [ldso, "--library-path", lib,
+                                                        os.path.join(prefix, "usr/bin/patchelf")])
+  else:
+    shutil.rmtree(os.path.join(cache, "python"), ignore_errors=True)
+    python = python311.HOST_PYTHON
+  write_rc(cache, prefix, jh, python, bundle)
   say("verifying linkage and `bazel version`")
   verify_linkage(prefix, ldso, lib, jh)
   self_test(cache, prefix)
   with open(os.path.join(cache, "READY.tmp"), "w") as f:
     f.write(stamp + "\n")
   os.replace(os.path.join(cache, "READY.tmp"), os.path.join(cache, "READY"))
-  say("Bazel %s ready (bazel-bootstrap %s)" % (BAZEL_VERSION, version))
+  say("Bazel %s ready (bazel-bootstrap %s); the build's Python: %s (%s)"
+      % (BAZEL_VERSION, version, python, python311.host_version(python)))
 
 
 def main():
