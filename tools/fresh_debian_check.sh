@@ -9,7 +9,7 @@
 #   3. inside (chroot, /proc /dev /sys mounted, the host's network, a clean
 #      environment): the README's two commands, then .ci/run;
 #   4. pass/fail and the time of each step, then the root is removed.
-# Usage (root; about 30-40 minutes on 2 cores, ~12 GB in /var/tmp):
+# Usage (root; about 45 minutes on 2 cores, 16-19 GB in /var/tmp):
 #   tools/fresh_debian_check.sh [--suite trixie] [--no-ci] [--keep]
 # Not part of `bazel test //...`: it needs root, debootstrap and the network.
 set -euo pipefail
