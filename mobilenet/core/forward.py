@@ -7,6 +7,11 @@ Two entry points:
     `training=True` it normalizes with batch statistics and returns
     `(outputs, new_bn_stats)`; feed `new_bn_stats` to
     `params.with_bn_stats` (or assign into variables) to apply the update.
+  * With `qat=qat.Options(...)` the same layers run with fake quantization
+    (core/qat.py): BN folded into fake-quantized kernels (batch statistics
+    in training, moving ones otherwise; `folded=True` params are folded
+    already: the export graph) and activations fake-quantized at
+    qat.quant_points; training then also returns the updated ranges.
   * `build(...)`: a `Model` with weights baked in as graph constants, BN folded
     by default, and a fixed `input_signature` (the fast inference path and
     what TFLite converters consume via `get_concrete_function()`).
@@ -19,18 +24,38 @@ import tensorflow as tf
 from mobilenet.core import arch
 from mobilenet.core import ops
 from mobilenet.core import params as params_lib
+from mobilenet.core import qat as qat_lib
 
 class _Run:
   """One pass of `apply`: its params, its BN mode ("inference", "training"
   or "folded") and, in training, the new BN statistics."""
 
-  def __init__(self, params, mode):
+  def __init__(self, params, mode, qat=None, points=()):
     self.params = params
     self.mode = mode
     self.new_stats = {}
+    self.qat = qat
+    self.points = set(points)
+    self.new_ranges = {}
+    self.conv_input = None  # QAT, unfolded: (x, padding) of the last conv
 
   def __call__(self, layer, x):
-    return _KINDS[layer.kind](self, layer, x)
+    x = _KINDS[layer.kind](self, layer, x)
+    if layer.name in self.points:
+      x = self.quantize(layer.name, x)
+    return x
+
+  def quantize(self, name, x):
+    """Fake-quantizes the tensor of quant point `name` (QAT)."""
+    old = self.qat.ranges.get(name)
+    if self.mode == "folded":
+      return qat_lib.fake_quant_fixed(x, old)  # export: a constant range
+    if old is None:
+      old = tf.zeros([2])
+    if self.mode == "training":
+      old = self.new_ranges[name] = qat_lib.updated_range(
+          old, x, self.qat.momentum)
+    return qat_lib.fake_quant(x, old)
 
 
 def _conv(run, layer, x):
@@ -46,16 +71,23 @@ def _conv(run, layer, x):
       padding = "VALID"
   weights = run.params[layer.name]
   bias = weights["bias"] if run.mode == "folded" else None
+  key = "depthwise_kernel" if layer.kind == "depthwise" else "kernel"
+  kernel = weights[key]
+  if run.qat is not None and run.mode != "folded":
+    # The float conv gives the BN statistics; the BN layer folds.  (Folded
+    # QAT params hold fake-quantized kernels already: qat.quantize_params.)
+    run.conv_input = (layer, x, padding)
   if layer.kind == "depthwise":
-    return ops.depthwise_conv2d(x, weights["depthwise_kernel"], bias,
-                                layer.stride, padding)
-  return ops.conv2d(x, weights["kernel"], bias, layer.stride, padding)
+    return ops.depthwise_conv2d(x, kernel, bias, layer.stride, padding)
+  return ops.conv2d(x, kernel, bias, layer.stride, padding)
 
 
 def _bn(run, layer, x):
   if run.mode == "folded":
     return x  # in the conv's kernel and bias (params.fold_batch_norm)
   bn = run.params[layer.name]
+  if run.qat is not None:
+    return _qat_bn(run, layer, x, bn)
   if run.mode == "inference":
     return ops.batch_norm_inference(x, bn["gamma"], bn["beta"],
                                     bn["moving_mean"], bn["moving_variance"])
@@ -66,9 +98,29 @@ def _bn(run, layer, x):
   return x
 
 
+def _qat_bn(run, layer, x, bn):
+  """The conv before this BN again, with the folded fake-quantized kernel."""
+  conv, conv_x, padding = run.conv_input
+  mean, variance = bn["moving_mean"], bn["moving_variance"]
+  if run.mode == "training":
+    mean, variance = qat_lib.batch_moments(x)
+    m = ops.BN_MOMENTUM
+    run.new_stats[layer.name] = {
+        "moving_mean": bn["moving_mean"] * m + mean * (1.0 - m),
+        "moving_variance": bn["moving_variance"] * m + variance * (1.0 - m)}
+  kernel = run.params[conv.name][
+      "depthwise_kernel" if conv.kind == "depthwise" else "kernel"]
+  return qat_lib.folded_conv(conv_x, kernel, conv.kind, conv.stride, padding,
+                             bn["gamma"], bn["beta"], mean, variance,
+                             ops.BN_EPSILON, run.qat.granularity)
+
+
 def _dense(run, layer, x):
   d = run.params[layer.name]
-  return ops.dense(x, d["kernel"], d["bias"])
+  kernel = d["kernel"]
+  if run.qat is not None and run.mode != "folded":
+    kernel = qat_lib.quantize_kernel(kernel, "dense", run.qat.granularity)
+  return ops.dense(x, kernel, d["bias"])
 
 
 # arch.Layer.kind -> raw-op implementation (run, layer, x) -> output.
@@ -87,12 +139,15 @@ _KINDS = {
 
 
 def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
-          classifier_activation="softmax", training=False, folded=False):
+          classifier_activation="softmax", training=False, folded=False,
+          qat=None):
   """Python (trace-time) body of `forward`; usable eagerly or in a graph.
 
   `params` is keyed by Keras layer name (see params.py); `folded=True` means
   it comes from params.fold_batch_norm.  `classes` and input channels are
-  read from the shapes of `params` / `images`.
+  read from the shapes of `params` / `images`.  `qat` (a qat.Options)
+  fake-quantizes (module docstring); with `training` the result is then
+  (outputs, new_bn_stats, new_ranges).
   """
   arch.validate_top(pooling, classifier_activation)
   if training and folded:
@@ -112,9 +167,18 @@ def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
                     classifier_activation)
   if not folded:
     params_lib.check(params, net)  # trace time only: names the bad layer
+  points = ()
+  if qat is not None:
+    qat_lib.validate_granularity(qat.granularity)
+    points = qat_lib.quant_points(net)
   run = _Run(params, "folded" if folded else (
-      "training" if training else "inference"))
-  x = net.run(tf.cast(images, tf.float32), run)
+      "training" if training else "inference"), qat, points)
+  x = tf.cast(images, tf.float32)
+  if qat is not None:
+    x = run.quantize(qat_lib.INPUT, x)
+  x = net.run(x, run)
+  if training and qat is not None:
+    return x, run.new_stats, run.new_ranges
   if training:
     return x, run.new_stats
   return x
@@ -164,7 +228,7 @@ class Model(tf.Module):
   """
 
   def __init__(self, params, *, alpha, input_shape, batch_size, include_top,
-               pooling, classifier_activation, fold_bn, name=None):
+               pooling, classifier_activation, fold_bn, name=None, qat=None):
     super().__init__(name=name or f"mobilenetv2_{int(round(alpha * 100)):03d}")
     h, w, c = input_shape
     self.alpha = alpha
@@ -173,6 +237,7 @@ class Model(tf.Module):
     self.pooling = pooling
     self.classifier_activation = classifier_activation
     self.folded = fold_bn
+    self.qat = qat  # qat.Options: the export graph of a QAT model
     net = arch.derive(alpha, c,
                       params["predictions"]["kernel"].shape[-1]
                       if include_top else 1, include_top, pooling,
@@ -183,6 +248,11 @@ class Model(tf.Module):
     self.params = numpy_params
     self._graph_params = (params_lib.fold_batch_norm(numpy_params, net)
                           if fold_bn else numpy_params)
+    if qat is not None:
+      if not fold_bn:
+        raise ValueError("a QAT graph (qat=...) needs fold_bn=True.")
+      self._graph_params = qat_lib.quantize_params(self._graph_params,
+                                                   net, qat.granularity)
     signature = [tf.TensorSpec(self.input_shape, tf.float32, name="images")]
     # Numpy weights become Const nodes inside the graph: grappler can then
     # fuse conv+bias+relu6 and TFLite converters need no variable freezing.
@@ -202,7 +272,7 @@ class Model(tf.Module):
     return apply(params, images, alpha=self.alpha,
                  include_top=self.include_top, pooling=self.pooling,
                  classifier_activation=self.classifier_activation,
-                 folded=self.folded)
+                 folded=self.folded, qat=self.qat)
 
   def __call__(self, images):
     return self._fn(images)
@@ -214,7 +284,7 @@ class Model(tf.Module):
 def build(params=None, *, alpha=1.0, input_shape=(224, 224, 3), batch_size=1,
           classes=1000, include_top=True, pooling=None,
           classifier_activation="softmax", weights=None, fold_bn=True,
-          seed=0, cache_dir=None):
+          seed=0, cache_dir=None, qat=None):
   """A ready-to-call MobileNetV2.
 
   Weights come from `params` (a params structure), else `weights`:
@@ -222,6 +292,9 @@ def build(params=None, *, alpha=1.0, input_shape=(224, 224, 3), batch_size=1,
   file via the Keras cache, see weights.py) or a path to a legacy Keras .h5.
   `batch_size=None` gives a dynamic batch dimension; `cache_dir` overrides
   the Keras cache root (default $KERAS_HOME or ~/.keras) for "imagenet".
+  `qat` (a qat.Options with every range set, fold_bn=True): fake-quant ops
+  with those ranges, which the TFLite converter turns into int8 without a
+  representative dataset.
   """
   alpha = arch.validate_alpha(alpha)
   if len(input_shape) != 3:
@@ -251,7 +324,7 @@ def build(params=None, *, alpha=1.0, input_shape=(224, 224, 3), batch_size=1,
   return Model(params, alpha=alpha, input_shape=(h, w, c),
                batch_size=batch_size, include_top=include_top,
                pooling=pooling, classifier_activation=classifier_activation,
-               fold_bn=fold_bn)
+               fold_bn=fold_bn, qat=qat)
 
 
 def get_concrete_function(params=None, **kwargs):
