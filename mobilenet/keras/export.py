@@ -15,11 +15,15 @@ def export_model(model, path, cfg, class_names, state):
   net = arch.derive(cfg.alpha, cfg.channels, len(class_names))
   params_lib.save_h5(model_lib.get_params(model), path, net)
   last = state.history[-1] if state.history else {}
+  extra = {}
+  if cfg.qat:  # what qat_export converts from, without calibration images
+    extra["qat"] = {"granularity": cfg.granularity,
+                    "ranges": model_lib.qat_ranges(model)}
   checkpoint.write_sidecar(
       checkpoint.sidecar_path(path), path, alpha=cfg.alpha,
       input_size=cfg.input_size, channels=cfg.channels, labels=class_names,
       normalization="tf", val_accuracy=state.accuracy,
       val_accuracy_before_bn_reestimate=state.accuracy_before_bn_reestimate,
       epochs=state.epoch, steps=state.step, train_loss=last.get("loss"),
-      train_command=cfg.command)
+      train_command=cfg.command, **extra)
   return path

@@ -39,6 +39,8 @@ def why_not(trainer):
   cfg = trainer.cfg
   if not cfg.feature_cache:
     return "--nofeature_cache"
+  if cfg.qat:  # the backbone's activation ranges learn in every phase
+    return "--qat"
   learning = [l.name for l in trainer.model.layers
               if l.trainable and l.weights and l.name != finetune.HEAD]
   if learning:

@@ -53,4 +53,19 @@ def _export(trainer):
                                                   "model.h5"),
       cfg, trainer.class_names, trainer.state)
   trainer.log(f"exported {path} (+ {os.path.basename(path)[:-3]}.json)")
+  if cfg.qat:
+    _export_int8(trainer, path)
   return path
+
+
+def _export_int8(trainer, path):
+  """The QAT model as int8 .tflite beside the .h5: <stem>_int8.tflite."""
+  from mobilenet.core import model_source  # pylint: disable=g-import-not-at-top
+  from mobilenet.tflite import converter  # pylint: disable=g-import-not-at-top
+  from mobilenet.tflite import qat_export  # pylint: disable=g-import-not-at-top
+  stem = os.path.splitext(os.path.basename(path))[0]
+  converted = qat_export.convert_source(model_source.resolve(path),
+                                        name=stem + "_int8")
+  converter.save(converted, os.path.dirname(os.path.abspath(path)))
+  trainer.log(f"exported {stem}_int8.tflite (int8 from the QAT ranges, "
+              f"{trainer.cfg.granularity} weights)")

@@ -12,7 +12,9 @@ import numpy as np
 
 from mobilenet.core import arch
 from mobilenet.core import model_source
+from mobilenet.core import qat as qat_lib
 from mobilenet.keras import layers as L
+from mobilenet.keras import qat_layers
 
 
 def _input_shape(input_shape, input_tensor, include_top, weights, channels):
@@ -59,12 +61,33 @@ _KINDS = {
 
 
 def _build(net, inputs, **options):
-  """Calls one Keras layer per entry of `net.layers` (see `_KINDS`)."""
+  """Calls one Keras layer per entry of `net.layers` (see `_KINDS`).  With
+  options["qat"] (a granularity) each BN is a QatBatchNorm on [conv input,
+  conv output] and every qat.quant_points tensor gets an ActivationQuant."""
+  granularity = options.get("qat")
+  points = set(qat_lib.quant_points(net)) if granularity else set()
+  conv = {}
+
+  def quantize(name, x):
+    return qat_layers.ActivationQuant(name=name + "_quant")(x)
 
   def call(layer, x):
     make = _KINDS[layer.kind]
-    return x if make is None else make(layer, options)(x)
+    if make is None:
+      y = x
+    elif granularity and layer.kind == "bn":
+      y = qat_layers.QatBatchNorm(conv["layer"], granularity,
+                                  momentum=options["bn_momentum"],
+                                  name=layer.name)([conv["input"], x])
+    else:
+      keras_layer = make(layer, options)
+      y = keras_layer(x)
+      if layer.kind in ("conv", "depthwise"):
+        conv.update(layer=keras_layer, input=x)
+    return quantize(layer.name, y) if layer.name in points else y
 
+  if granularity:
+    inputs = quantize(qat_lib.INPUT, inputs)
   return net.run(inputs, call)
 
 
@@ -80,7 +103,7 @@ def _weights_source(weights, alpha, input_shape, include_top):
 def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disable=invalid-name
                 weights="imagenet", input_tensor=None, pooling=None,
                 classes=1000, classifier_activation="softmax", name=None, *,
-                bn_momentum=arch.BN_MOMENTUM):
+                bn_momentum=arch.BN_MOMENTUM, qat=None):
   """keras.applications.MobileNetV2 on the core raw ops.
 
   Arguments as keras.applications; `weights` is None (random init),
@@ -88,7 +111,9 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
   checkpoints (.h5 with its .json sidecar, or the .json).  With a
   checkpoint, input_shape=None takes its input size and channel count.
   `bn_momentum` sets every BatchNorm's moving-average momentum (Keras:
-  0.999).
+  0.999).  `qat` "per_channel"|"per_tensor": quantization-aware training
+  (qat_layers.py; weights of that granularity); `qat_ranges(model)` reads
+  the learned activation ranges.
   """
   alpha = arch.validate_alpha(alpha)
   arch.validate_top(pooling, classifier_activation)
@@ -125,8 +150,10 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
 
   net = arch.derive(alpha, input_shape[-1], classes, include_top, pooling,
                     classifier_activation)
+  if qat is not None:
+    qat_lib.validate_granularity(qat)
   x = _build(net, img_input, bn_momentum=bn_momentum,
-             classifier_activation=classifier_activation)
+             classifier_activation=classifier_activation, qat=qat)
 
   inputs = (keras.utils.get_source_inputs(input_tensor)
             if input_tensor is not None else img_input)
@@ -134,6 +161,7 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
     name = f"mobilenetv2_{alpha:0.2f}_{input_shape[0]}"
   model = keras.Model(inputs, x, name=name)
   model.mobilenet_network = net
+  model.qat_granularity = qat
   if source is not None:
     set_params(model, source.params)
   return model
@@ -173,3 +201,12 @@ def set_params(model, params):
 
 def batch_norm_layers(model):
   return [layer for layer in model.layers if isinstance(layer, L.BatchNorm)]
+
+
+def qat_ranges(model):
+  """{quant point name: [min, max]} of a MobileNetV2(qat=...) model."""
+  suffix = "_quant"
+  return {layer.name[:-len(suffix)]: [float(v) for v in
+                                      np.asarray(layer.range)]
+          for layer in model.layers
+          if isinstance(layer, qat_layers.ActivationQuant)}

@@ -20,11 +20,11 @@ RUN_FILE = "run.json"
 # Fields of the run config that must match to resume from a directory.
 RESUME_KEYS = ("alpha", "input_size", "channels", "class_names", "batch_size",
                "seed", "optimizer", "init_weights", "freeze", "head_epochs",
-               "fine_tune_bn", "augment")
+               "fine_tune_bn", "augment", "qat", "granularity")
 
 
 _LEGACY = {"freeze": "none", "head_epochs": 0, "fine_tune_bn": "frozen",
-           "augment": "none"}
+           "augment": "none", "qat": False, "granularity": "per_channel"}
 
 
 @dataclasses.dataclass

@@ -149,6 +149,14 @@ flags.DEFINE_boolean("feature_cache", _D.feature_cache, "train: when only "
                      "the head learns and --augment=none, compute the "
                      "backbone's pooled features once and train the head on "
                      "them (docs/feature_cache.md).")
+flags.DEFINE_boolean("qat", _D.qat, "train: quantization-aware training - "
+                     "BN folded into fake-quantized weights, activation "
+                     "ranges learned by moving average; the export adds an "
+                     "int8 .tflite converted from them, no calibration set "
+                     "(docs/qat.md).")
+flags.DEFINE_enum("granularity", _D.granularity,
+                  list(train_config.GRANULARITIES), "train --qat: int8 "
+                  "weight scales per output channel or one per tensor.")
 flags.DEFINE_string("weights", "bundled", "predict/eval: auto, imagenet, "
                     "bundled, random or a .h5/.json path.")
 flags.DEFINE_string("labels", None, "predict/eval: class-names file, one per "
@@ -172,7 +180,8 @@ def _config(argv):
            "bn_reestimate_batches", "seed", "init_weights", "freeze",
            "head_epochs", "fine_tune_learning_rate", "fine_tune_bn",
            "augment", "warmup_epochs", "label_smoothing", "weight_decay",
-           "ema", "tensorboard", "tensorboard_every_steps", "feature_cache")
+           "ema", "tensorboard", "tensorboard_every_steps", "feature_cache",
+           "qat", "granularity")
   values = {n: getattr(FLAGS, n) for n in names}
   for n in ("data_dir", "val_dir", "train_files", "val_files",
             "checkpoint_dir", "export_path"):

@@ -18,6 +18,7 @@ AUGMENTS = ("none", "digits", "photos")
 BN_MOMENTUM = 0.99
 LR_SCHEDULES = ("constant", "cosine")
 STRATEGIES = ("default", "mirrored", "multiworker")
+GRANULARITIES = ("per_channel", "per_tensor")  # as core/qat.py
 
 
 class TrainError(ValueError):
@@ -73,6 +74,11 @@ class Config:
   # once (feature_cache.py), when nothing before the head learns and the
   # training images are not augmented.
   feature_cache: bool = True
+  # Quantization-aware training (core/qat.py): fake-quantized weights of
+  # this granularity and learned activation ranges; the export gets an int8
+  # .tflite converted from them (mobilenet/tflite/qat_export.py).
+  qat: bool = False
+  granularity: str = "per_channel"
   command: str = ""  # recorded in the export's sidecar
   verbose: int = 1   # 0 quiet, 1 progress bar, 2 one line per epoch
 
@@ -133,6 +139,9 @@ def validate(cfg: Config):
   if cfg.strategy not in STRATEGIES:
     raise TrainError(f"--strategy must be one of {STRATEGIES}, got "
                      f"{cfg.strategy!r}.")
+  if cfg.granularity not in GRANULARITIES:
+    raise TrainError(f"--granularity must be one of {GRANULARITIES}, got "
+                     f"{cfg.granularity!r}.")
   if cfg.dataset not in ("folder", "mnist"):
     raise TrainError(f"--dataset must be 'folder' or 'mnist', got "
                      f"{cfg.dataset!r}.")
@@ -165,7 +174,8 @@ def run_config(c, class_names, fine_tune_learning_rate):
           "fine_tune_bn": c.fine_tune_bn, "augment": c.augment,
           "warmup_epochs": c.warmup_epochs,
           "label_smoothing": c.label_smoothing,
-          "weight_decay": c.weight_decay, "ema": c.ema}
+          "weight_decay": c.weight_decay, "ema": c.ema, "qat": c.qat,
+          "granularity": c.granularity}
 
 
 def check_classes(cfg, names):

@@ -90,7 +90,8 @@ class Trainer:
       self.model = model_lib.MobileNetV2(
           input_shape=(cfg.input_size, cfg.input_size, cfg.channels),
           alpha=cfg.alpha, weights=None, classes=len(self.class_names),
-          classifier_activation=None, bn_momentum=cfg.bn_momentum)
+          classifier_activation=None, bn_momentum=cfg.bn_momentum,
+          qat=cfg.granularity if cfg.qat else None)
       if self.init_source is not None:
         self.log(finetune.load_init_weights(
             self.model, self.init_source, cfg, len(self.class_names)))

@@ -190,6 +190,10 @@ def convert_source(source, quantize, calibration_dir=None,
   if quantize not in QUANTIZATIONS:
     raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
                           f"{quantize!r}")
+  if quantize == "int8" and (source.metadata or {}).get("qat"):
+    # Trained with --qat: its learned ranges, no calibration images.
+    from mobilenet.tflite import qat_export  # pylint: disable=g-import-not-at-top
+    return qat_export.convert_source(source, name, classifier_activation)
   start = time.perf_counter()
   calibration = representative = None
   if quantize in FULL_INTEGER:
