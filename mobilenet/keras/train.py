@@ -154,9 +154,9 @@ flags.DEFINE_boolean("qat", _D.qat, "train: quantization-aware training - "
                      "ranges learned by moving average; the export adds an "
                      "int8 .tflite converted from them, no calibration set "
                      "(docs/qat.md).")
-flags.DEFINE_enum("granularity", _D.granularity,
-                  list(train_config.GRANULARITIES), "train --qat: int8 "
-                  "weight scales per output channel or one per tensor.")
+flags.DEFINE_string("granularity", _D.granularity, "train --qat: int8 "
+                    "weight scales per output channel (per_channel) or one "
+                    "per tensor (per_tensor).")
 flags.DEFINE_string("weights", "bundled", "predict/eval: auto, imagenet, "
                     "bundled, random or a .h5/.json path.")
 flags.DEFINE_string("labels", None, "predict/eval: class-names file, one per "
