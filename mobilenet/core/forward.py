@@ -41,7 +41,8 @@ class _Run:
 
   def __call__(self, layer, x):
     x = _KINDS[layer.kind](self, layer, x)
-    if layer.name in self.points:
+    # (softmax shares the dense layer's name, not its quant point)
+    if layer.name in self.points and layer.kind != "softmax":
       x = self.quantize(layer.name, x)
     return x
 
@@ -74,9 +75,13 @@ def _conv(run, layer, x):
   key = "depthwise_kernel" if layer.kind == "depthwise" else "kernel"
   kernel = weights[key]
   if run.qat is not None and run.mode != "folded":
-    # The float conv gives the BN statistics; the BN layer folds.  (Folded
-    # QAT params hold fake-quantized kernels already: qat.quantize_params.)
+    # The float conv gives the BN statistics; the BN layer folds.
     run.conv_input = (layer, x, padding)
+  elif run.qat is not None and run.qat.granularity == "per_tensor":
+    # Folded QAT params hold grid kernels already (qat.quantize_params); a
+    # per-tensor FakeQuant (a no-op on them) tells the converter to keep one
+    # scale, where it would otherwise pick per-channel ones.
+    kernel = qat_lib.quantize_kernel(kernel, layer.kind, "per_tensor")
   if layer.kind == "depthwise":
     return ops.depthwise_conv2d(x, kernel, bias, layer.stride, padding)
   return ops.conv2d(x, kernel, bias, layer.stride, padding)

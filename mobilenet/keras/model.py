@@ -84,7 +84,10 @@ def _build(net, inputs, **options):
       y = keras_layer(x)
       if layer.kind in ("conv", "depthwise"):
         conv.update(layer=keras_layer, input=x)
-    return quantize(layer.name, y) if layer.name in points else y
+    # (softmax shares the dense layer's name, not its quant point)
+    if layer.name in points and layer.kind != "softmax":
+      return quantize(layer.name, y)
+    return y
 
   if granularity:
     inputs = quantize(qat_lib.INPUT, inputs)

@@ -88,7 +88,7 @@ class QatExportTest(absltest.TestCase):
         self.assertGreater(float(tf.reduce_max(tf.abs(g))), 0.0, v.path)
     after = model_lib.get_params(self.model)
     for name in ("Conv1", "block_5_depthwise", "Conv_1", "predictions"):
-      key = "kernel"
+      key = "depthwise_kernel" if "depthwise" in name else "kernel"
       self.assertFalse(np.array_equal(self.before[name][key],
                                       after[name][key]), name)
 
