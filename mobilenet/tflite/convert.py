@@ -6,7 +6,9 @@ r"""Converts MobileNetV2 to .tflite with a JSON sidecar.
 
 Writes out/<name>.tflite and out/<name>.json (atomically) and prints a
 summary.  --weights=auto takes ImageNet when it is cached or downloadable,
-else the bundled digit model, and says which.
+else the bundled digit model, and says which.  --granularity=per_tensor gives
+each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED one weight scale instead of
+one per output channel (int8 / uint8 only; <name>_per_tensor.tflite).
 
 --target=micro also writes the TensorFlow Lite Micro build:
 <name>_model_data.h/.cc (the model as a C array), <name>_op_resolver.h (the
