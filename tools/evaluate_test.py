@@ -34,10 +34,11 @@ def _run(*args):
 
 def _fidelity():
   """(int8 LiteRT accuracy %, TFLM accuracy %, TFLM model sha256 prefix)
-  as the committed fidelity report states them."""
+  as the committed fidelity report states them (its accuracy row: float,
+  LiteRT, integer-exact)."""
   with open(FIDELITY, encoding="utf8") as f:
     text = f.read()
-  return (float(re.search(r"\| int8 accuracy \| ([\d.]+) %", text)[1]),
+  return (float(re.search(r"\| accuracy \| [\d.]+ % \| ([\d.]+) %", text)[1]),
           float(re.search(r"TFLM accuracy: ([\d.]+) %", text)[1]),
           re.search(r"Model sha256 ([0-9a-f]+)", text)[1])
 
@@ -78,7 +79,10 @@ class HeldoutTest(absltest.TestCase):
     int8_pct, tflm_pct, sha = _fidelity()
     with open(model, "rb") as f:
       self.assertTrue(hashlib.sha256(f.read()).hexdigest().startswith(sha))
-    self.assertAlmostEqual(100 * litert["top1"], int8_pct, places=6)
+    # LiteRT's default (XNNPACK) int8 rounds per CPU: the report's 998/1,000
+    # top-1 agreement with the reference kernels allows 0.3 points elsewhere.
+    # TFLM's integer kernels are the same on every CPU: exactly.
+    self.assertAlmostEqual(100 * litert["top1"], int8_pct, delta=0.3)
     self.assertAlmostEqual(100 * micro["top1"], tflm_pct, places=6)
     for m in report["models"]:
       cm = np.asarray(m["confusion"])
@@ -186,7 +190,7 @@ class BadInputTest(parameterized.TestCase):
       data = f.read()
     with open(shard, "wb") as f:
       f.write(data[:len(data) - 100])
-    self._assert_error("is truncated or corrupt", "--data",
+    self._assert_error("val-00001-of-00002 is truncated or damaged", "--data",
                        os.path.join(shards, "val-*"), "--model", "bundled")
 
   def test_no_such_data(self):

@@ -26,6 +26,10 @@ def _pct(cell):
   return float(re.match(r"([\d.]+) %", cell).group(1)) / 100
 
 
+STALE = ("data/docs/fidelity.md is stale: run `tools/bazel run "
+         "//tools:fidelity_report -- --save_to data/docs`")
+
+
 class FidelityReportTest(absltest.TestCase):
 
   @classmethod
@@ -45,7 +49,7 @@ class FidelityReportTest(absltest.TestCase):
   def test_float_accuracy_is_the_recorded_keras_checked_one(self):
     # model_source_test checks heldout_accuracy with keras.applications.
     recorded = model_source.resolve("bundled").metadata["heldout_accuracy"]
-    self.assertAlmostEqual(_pct(self.rows["float accuracy"][0]), recorded,
+    self.assertAlmostEqual(_pct(self.rows["accuracy"][0]), recorded,
                            delta=1.5e-3)
 
   def test_committed_report_is_current(self):
@@ -55,18 +59,24 @@ class FidelityReportTest(absltest.TestCase):
     lines = self.md.splitlines()
     committed = self.committed.splitlines()
     for prefix in ("# Quantization fidelity", "Weights:", "Model sha256",
-                   "TFLM accuracy", "| float accuracy",
-                   "| LiteRT reference kernels"):
+                   "TFLM accuracy", "| raw outputs identical to LiteRT BUILTIN_REF",
+                   "| LiteRT reference kernels",
+                   "| integer-exact forward"):
       ours = [l for l in lines if l.startswith(prefix)]
       self.assertLen(ours, 1, prefix)
       self.assertEqual(ours, [l for l in committed if l.startswith(prefix)],
-                       "data/docs/fidelity.md is stale: run `tools/bazel run "
-                       "//tools:fidelity_report -- --save_to data/docs`")
-    for key in ("int8 accuracy", "top-1 agreement"):
+                       STALE)
+    # Columns: float, LiteRT as run here (XNNPACK), integer-exact forward.
+    # Float and integer-exact are the same on every CPU: exactly equal.
+    for key, col in (("accuracy", 0), ("accuracy", 2),
+                     ("top-1 agreement with float", 2)):
+      self.assertEqual(self.rows[key][col], self.committed_rows[key][col],
+                       f"{key} column {col}: {STALE}")
+    for key in ("accuracy", "top-1 agreement with float"):
       # 998/1,000 top-1 agreement between XNNPACK and the reference kernels
       # on this CPU: 3 digits (0.3 points) for another one.
-      self.assertAlmostEqual(_pct(self.rows[key][0]),
-                             _pct(self.committed_rows[key][0]), delta=3e-3,
+      self.assertAlmostEqual(_pct(self.rows[key][1]),
+                             _pct(self.committed_rows[key][1]), delta=3e-3,
                              msg=key)
     tflm = self.rows["LiteRT reference kernels (BUILTIN_REF)"]
     self.assertEqual(tflm, ["1,000/1,000", "1,000/1,000", "0 steps"])

@@ -116,17 +116,19 @@ class ParityTest(parameterized.TestCase):
 class TrainingTest(absltest.TestCase):
 
   def test_batch_stats_and_moving_updates_match_keras(self):
-    model = random_keras_model(0.35, 32, classifier_activation=None,
+    # 64 px: the last stages' batch statistics are over 4x2x2 values. At 32 px
+    # (4x1x1) the variance of four numbers amplified float rounding to 1.2e-3
+    # on O(10) logits (oneDNN off); here the measured worst over 3 seeds, oneDNN
+    # on and off, is 6e-5, so 3e-4 is a 5x margin.
+    model = random_keras_model(0.35, 64, classifier_activation=None,
                                classes=5)
     net = arch.derive(0.35, classes=5)
     p = params.from_keras_model(model, net)
-    x = images(32, batch=4)
+    x = images(64, batch=4)
     out, stats = forward.forward(p, x, alpha=0.35,
                                  classifier_activation=None, training=True)
     ref = model(x, training=True).numpy()  # updates Keras' moving stats
-    # Batch statistics over few values (1x1 maps at the end) amplify float
-    # rounding differences ~10x; logits here are O(10).
-    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=3e-4)
     self.assertEqual(set(stats), set(net.bn_names))
     for name, s in stats.items():
       layer = model.get_layer(name)

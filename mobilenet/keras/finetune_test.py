@@ -19,6 +19,7 @@ from mobilenet.core import model_source
 from mobilenet.core import params as params_lib
 from mobilenet.core import preprocess
 from mobilenet.keras import finetune
+from mobilenet.keras import init_source
 from mobilenet.keras import model as model_lib
 from mobilenet.keras import train_lib
 from mobilenet.testing import models
@@ -176,9 +177,10 @@ class ChannelsTest(absltest.TestCase):
       model = model_lib.MobileNetV2(
           input_shape=(32, 32, channels), alpha=0.35, weights=None, classes=4,
           classifier_activation=None)
-      said = finetune.load_init_weights(model, train_lib.Config(
-          init_weights=path, alpha=0.35, input_size=32, channels=channels),
-                                        4, log=lambda _: None)
+      cfg, source, _ = init_source.resolve(train_lib.Config(
+          init_weights=path, alpha=0.35, input_size=32, channels=channels))
+      self.assertEqual(source.channels, source_channels)
+      said = finetune.load_init_weights(model, source, cfg, 4)
       self.assertIn("Conv1 kernel", said)
       got = model(np.repeat(gray, channels, -1), training=False).numpy()
       self.assertGreater(np.ptp(want), 0.1)

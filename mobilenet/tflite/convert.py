@@ -6,7 +6,9 @@ r"""Converts MobileNetV2 to .tflite with a JSON sidecar.
 
 Writes out/<name>.tflite and out/<name>.json (atomically) and prints a
 summary.  --weights=auto takes ImageNet when it is cached or downloadable,
-else the bundled digit model, and says which.
+else the bundled digit model, and says which.  --granularity=per_tensor gives
+each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED one weight scale instead of
+one per output channel (int8 / uint8 only; <name>_per_tensor.tflite).
 
 --target=micro also writes the TensorFlow Lite Micro build:
 <name>_model_data.h/.cc (the model as a C array), <name>_op_resolver.h (the
@@ -37,6 +39,10 @@ cli.define_model_flags()
 flags.DEFINE_enum("quantize", "int8", list(converter.QUANTIZATIONS),
                   "int8 / uint8: full-integer with int8 / uint8 input and "
                   "output; float16 weights; dynamic-range; float.")
+flags.DEFINE_enum("granularity", "per_channel", list(converter.GRANULARITIES),
+                  "Weight scales of int8 / uint8 models: per_channel (one "
+                  "per output channel) or per_tensor (one per layer, for "
+                  "hardware that wants it; files get a _per_tensor suffix).")
 flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
                     "(default: data/calibration, 100 real digits).")
 flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
@@ -62,7 +68,9 @@ def summary(converted, paths):
       f"{meta['input_size'][1]}x{meta['channels']} classes={meta['classes']}"
       f" normalization={meta['normalization']['mode']}",
       f"quantization  {meta['quantization']} (weights: "
-      f"{meta['weights_quantization']})",
+      f"{meta['weights_quantization']}"
+      + (f", --granularity={meta['granularity']})" if meta["granularity"]
+         else ")"),
   ]
   if meta["calibration"]:
     c = meta["calibration"]
@@ -99,6 +107,7 @@ def main(argv):
   if FLAGS.target == "saved_model":
     return _saved_model(save_to)
   calibration_dir = cli.user_path(FLAGS.calibration_dir)
+  converter.check_granularity(FLAGS.quantize, FLAGS.granularity)
   if FLAGS.quantize in converter.FULL_INTEGER:
     # Fail on bad calibration input before the slow part.
     converter.calibration_set(calibration_dir, FLAGS.num_calibration)
@@ -107,7 +116,7 @@ def main(argv):
     print(f"weights=auto: using {source.description}")
   converted = converter.convert_source(
       source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
-      name=FLAGS.name)
+      name=FLAGS.name, granularity=FLAGS.granularity)
   if FLAGS.target == "micro":
     converted = micro_export.for_micro(converted)
   paths = converter.save(converted, save_to)
@@ -116,7 +125,8 @@ def main(argv):
 
 
 def _saved_model(save_to):
-  for flag in ("quantize", "calibration_dir", "num_calibration"):
+  for flag in ("quantize", "granularity", "calibration_dir",
+               "num_calibration"):
     if FLAGS[flag].present:
       raise cli.UsageError(f"--{flag} is for the .tflite targets; a "
                            "SavedModel keeps the float weights")

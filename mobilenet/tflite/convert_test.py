@@ -57,6 +57,13 @@ class ConvertCliTest(absltest.TestCase):
         "weights": (["--weights", os.path.join(empty, "w.h5")], "no such file"),
         "num_calibration": (["--num_calibration", "101"],
                             "--num_calibration=101 but"),
+        "granularity_float16": (["--quantize", "float16", "--granularity",
+                                 "per_tensor"],
+                                "--granularity=per_tensor is for full-integer"
+                                " models (--quantize int8 or uint8), not "
+                                "--quantize float16"),
+        "granularity_dynamic": (["--quantize", "dynamic", "--granularity",
+                                 "per_tensor"], "not --quantize dynamic"),
     }
     for what, (args, needle) in cases.items():
       with self.subTest(what):
@@ -71,6 +78,38 @@ class ConvertCliTest(absltest.TestCase):
         self.assertIn(needle, lines[0])
         # No output directory before there is something to put in it.
         self.assertFalse(os.path.exists(os.path.dirname(out)))
+
+  def test_per_tensor_sits_beside_per_channel(self):
+    out = self.create_tempdir().full_path
+    stem = "mobilenet_v2_random_a035_32x32x3_int8"
+    summaries = {}
+    for granularity in ("per_channel", "per_tensor"):
+      r = tools.run_tool(CONVERT, "--save_to", out, "--weights", "random",
+                         "--alpha", "0.35", "--input_size", "32",
+                         "--granularity", granularity,
+                         "--num_calibration", "10")
+      self.assertEqual(r.returncode, 0, r.stderr)
+      summaries[granularity] = r.stdout
+    self.assertEqual(sorted(os.listdir(out)), sorted(
+        stem + s + e for s in ("", "_per_tensor") for e in (".json",
+                                                            ".tflite")))
+    self.assertIn("weights: int8 per-tensor, --granularity=per_tensor",
+                  summaries["per_tensor"])
+    self.assertIn("weights: int8 per-channel, --granularity=per_channel",
+                  summaries["per_channel"])
+    for suffix, granularity, most in (("", "per_channel", 1280),
+                                      ("_per_tensor", "per_tensor", 1)):
+      path = os.path.join(out, stem + suffix)
+      with open(path + ".json") as f:
+        self.assertEqual(json.load(f)["granularity"], granularity)
+      # LiteRT's reading: the widest layer has 1280 scales per-channel;
+      # per-tensor no tensor has more than one.  Without XNNPACK: once
+      # allocated, it reports the per-tensor FULLY_CONNECTED weights with
+      # their one scale repeated per output channel (the file has one).
+      model = runtime.Model(path + ".tflite", use_default_delegates=False)
+      scales = [len(d["quantization_parameters"]["scales"])
+                for d in model.interpreter.get_tensor_details()]
+      self.assertEqual(max(scales), most)
 
   def test_a_file_named_imagenet_is_not_called_imagenet(self):
     d = self.create_tempdir().full_path

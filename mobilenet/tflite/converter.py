@@ -23,6 +23,12 @@ from mobilenet.tflite import runtime
 
 QUANTIZATIONS = ("int8", "uint8", "float16", "dynamic", "float")
 FULL_INTEGER = ("int8", "uint8")
+# How the int8 weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are
+# scaled: one scale per output channel (TFLite's default), or one scale per
+# tensor, for accelerators and kernels that take a single requantization
+# multiplier per layer.
+GRANULARITIES = ("per_channel", "per_tensor")
+WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 DEFAULT_NUM_CALIBRATION = 100
 
 
@@ -89,18 +95,52 @@ def representative_batch(calibration, input_size, channels, normalization):
 # ---- conversion ---------------------------------------------------------------
 
 
-def convert(concrete_function, quantize, representative=None, trackable=None):
+def convert(concrete_function, quantize, representative=None, trackable=None,
+            granularity="per_channel"):
   """TFLite flatbuffer bytes of `concrete_function` (see make_converter)."""
   converter = make_converter(concrete_function, quantize, representative,
-                             trackable)
+                             trackable, granularity)
   try:
-    return converter.convert()
+    tflite = converter.convert()
   except Exception as e:  # pylint: disable=broad-except
     raise ConversionError(f"TFLite conversion failed: {e}") from e
+  if granularity == "per_tensor":
+    check_per_tensor(tflite)
+  return tflite
+
+
+def check_granularity(quantize, granularity):
+  if granularity not in GRANULARITIES:
+    raise ConversionError(f"--granularity must be one of {GRANULARITIES}, "
+                          f"got {granularity!r}")
+  if granularity == "per_tensor" and quantize not in FULL_INTEGER:
+    raise ConversionError(
+        f"--granularity=per_tensor is for full-integer models (--quantize "
+        f"int8 or uint8), not --quantize {quantize}")
+
+
+def weight_scale_counts(tflite):
+  """[(op index, op name, number of weight scales)] of every CONV_2D,
+  DEPTHWISE_CONV_2D and FULLY_CONNECTED, read from the flatbuffer."""
+  from mobilenet.tflite import exact_graph  # pylint: disable=g-import-not-at-top
+  graph = exact_graph.read_graph(tflite)
+  return [(op.index, op.name, len(graph.tensors[op.inputs[1]].scales))
+          for op in graph.ops if op.name in WEIGHTED_OPS]
+
+
+def check_per_tensor(tflite):
+  """The converter's per-tensor switch is experimental: a layer it left
+  per-channel would be a model the target hardware cannot run, so it is
+  refused instead of written."""
+  left = [f"{i} ({name}: {n} scales)"
+          for i, name, n in weight_scale_counts(tflite) if n != 1]
+  if left:
+    raise ConversionError("--granularity=per_tensor: the converter left "
+                          f"per-channel weights in op {', '.join(left)}")
 
 
 def make_converter(concrete_function, quantize, representative=None,
-                   trackable=None):
+                   trackable=None, granularity="per_channel"):
   """A configured tf.lite.TFLiteConverter (e.g. for QuantizationDebugger).
 
   Args:
@@ -111,10 +151,13 @@ def make_converter(concrete_function, quantize, representative=None,
       weights; "dynamic": int8 weights, float activations; "float": none.
     representative: float32 array (n, h, w, c) of model inputs, required for
       full-integer; one sample per calibration step, in array order.
+    granularity: "per_channel" (TFLite's default) or "per_tensor": one scale
+      per weight tensor (full-integer only).
   """
   if quantize not in QUANTIZATIONS:
     raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
                           f"{quantize!r}")
+  check_granularity(quantize, granularity)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # Passing the owning module keeps the converter on its supported path.
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -134,6 +177,10 @@ def make_converter(concrete_function, quantize, representative=None,
     io_type = tf.int8 if quantize == "int8" else tf.uint8
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
+    if granularity == "per_tensor":
+      # TFLiteConverter's only switch for it (TF 2.21); convert() checks the
+      # flatbuffer afterwards rather than trusting it.
+      converter._experimental_disable_per_channel = True  # pylint: disable=protected-access
   return converter
 
 
@@ -157,10 +204,13 @@ def weights_tag(source):
   return "custom"
 
 
-def default_name(source, quantize):
+def default_name(source, quantize, granularity="per_channel"):
   size = source.input_size
+  # Per-channel keeps its historic name; per-tensor gets a suffix so both
+  # can sit in one directory.
+  suffix = "_per_tensor" if granularity == "per_tensor" else ""
   return (f"mobilenet_v2_{weights_tag(source)}_a{int(round(source.alpha * 100)):03d}"
-          f"_{size}x{size}x{source.channels}_{quantize}")
+          f"_{size}x{size}x{source.channels}_{quantize}{suffix}")
 
 
 def build_model(source, classifier_activation="softmax"):
@@ -185,13 +235,20 @@ class Converted:
 
 def convert_source(source, quantize, calibration_dir=None,
                    num_calibration=DEFAULT_NUM_CALIBRATION, name=None,
-                   classifier_activation="softmax"):
+                   classifier_activation="softmax", granularity="per_channel"):
   """Converts a ModelSource; returns the bytes and the sidecar dict."""
   if quantize not in QUANTIZATIONS:
     raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
                           f"{quantize!r}")
-  if quantize == "int8" and (source.metadata or {}).get("qat"):
-    # Trained with --qat: its learned ranges, no calibration images.
+  check_granularity(quantize, granularity)
+  trained = (source.metadata or {}).get("qat")
+  if quantize == "int8" and trained:
+    # Trained with --qat: its learned ranges and granularity, no calibration.
+    if granularity == "per_tensor" and trained["granularity"] != granularity:
+      raise ConversionError(
+          f"--granularity=per_tensor: {source.description} was trained with "
+          f"--qat --granularity={trained['granularity']}; leave --granularity "
+          "out (its own is used) or train with --granularity=per_tensor")
     from mobilenet.tflite import qat_export  # pylint: disable=g-import-not-at-top
     return qat_export.convert_source(source, name, classifier_activation)
   start = time.perf_counter()
@@ -203,11 +260,11 @@ def convert_source(source, quantize, calibration_dir=None,
         source_field(source, "normalization"))
   model = build_model(source, classifier_activation)
   tflite = convert(model.get_concrete_function(), quantize, representative,
-                   model)
+                   model, granularity)
   meta = model_sidecar.build(tflite, source, quantize, calibration,
-                             classifier_activation)
-  return Converted(name or default_name(source, quantize), tflite, meta,
-                   time.perf_counter() - start)
+                             classifier_activation, granularity)
+  return Converted(name or default_name(source, quantize, granularity),
+                   tflite, meta, time.perf_counter() - start)
 
 
 def save(converted, directory):

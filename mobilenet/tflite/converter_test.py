@@ -129,12 +129,42 @@ class ConvertTest(absltest.TestCase):
     per_channel = [d for d in it.get_tensor_details()
                    if len(d["quantization_parameters"]["scales"]) > 1]
     self.assertNotEmpty(per_channel)
+    # The per-tensor guard (the converter's switch is experimental) refuses
+    # this model, naming the first per-channel op LiteRT also sees.
+    first = next(op for op in it._get_ops_details()  # pylint: disable=protected-access
+                 if op["op_name"] == "CONV_2D")
+    with self.assertRaisesRegex(
+        converter.ConversionError,
+        rf"left per-channel weights in op {first['index']} \(CONV_2D: "):
+      converter.check_per_tensor(a)
+
+  def test_per_tensor_int8_has_one_scale_per_weight_tensor(self):
+    fn = self.model.get_concrete_function()
+    a = converter.convert(fn, "int8", self.rep, self.model,
+                          granularity="per_tensor")
+    it = tf.lite.Interpreter(model_content=a)
+    details = it.get_tensor_details()
+    weighted = [op for op in it._get_ops_details()  # pylint: disable=protected-access
+                if op["op_name"] in converter.WEIGHTED_OPS]
+    self.assertLen(weighted, 53)
+    for op in weighted:
+      w = details[op["inputs"][1]]["quantization_parameters"]["scales"]
+      self.assertLen(w, 1, op["op_name"])
+    # Every op still computes in int8: only the scales changed.
+    inp, out, got = self._run(a)
+    self.assertEqual((inp["dtype"], out["dtype"]), (np.int8, np.int8))
+    self.assertTrue(np.all(np.isfinite(got)))
 
   def test_full_integer_needs_calibration(self):
     with self.assertRaisesRegex(converter.ConversionError, "calibration"):
       converter.convert(self.model.get_concrete_function(), "int8", None)
     with self.assertRaisesRegex(converter.ConversionError, "--quantize"):
       converter.convert(self.model.get_concrete_function(), "int4")
+    for mode in ("float16", "dynamic", "float"):
+      with self.assertRaisesRegex(converter.ConversionError,
+                                  "per_tensor is for full-integer"):
+        converter.convert(self.model.get_concrete_function(), mode,
+                          granularity="per_tensor")
 
 
 class SidecarAndSaveTest(absltest.TestCase):
@@ -151,6 +181,8 @@ class SidecarAndSaveTest(absltest.TestCase):
     self.assertEqual(meta["tflite_sha256"],
                      hashlib.sha256(conv.tflite).hexdigest())
     self.assertEqual(meta["calibration"]["count"], 10)
+    self.assertEqual((meta["granularity"], meta["weights_quantization"]),
+                     ("per_channel", "int8 per-channel"))
     self.assertEqual(meta["calibration"]["dir"], "data/calibration")
     self.assertEqual((meta["alpha"], meta["channels"], meta["input_size"]),
                      (ALPHA, 1, [SIZE, SIZE]))

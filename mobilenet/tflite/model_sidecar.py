@@ -51,9 +51,18 @@ def _io_details(tflite_bytes):
                        use_default_delegates=False).describe_io()
 
 
+def _weights(quantize, granularity):
+  """(weights_quantization, granularity) as the sidecar records them;
+  granularity is None where there are no int8 weights."""
+  if quantize in ("float16", "float"):
+    return {"float16": "float16", "float": "float32"}[quantize], None
+  return "int8 " + granularity.replace("_", "-"), granularity
+
+
 def build(tflite_bytes, source, quantize, calibration=None,
-            classifier_activation="softmax"):
+          classifier_activation="softmax", granularity="per_channel"):
   io = _io_details(tflite_bytes)
+  weights_quantization, granularity = _weights(quantize, granularity)
   labels = source_field(source, "labels")
   return {
       "format": FORMAT,
@@ -72,11 +81,8 @@ def build(tflite_bytes, source, quantize, calibration=None,
       "normalization": runtime.normalization_spec(source_field(source, "normalization")),
       "output_activation": classifier_activation or "linear",
       "quantization": quantize,
-      "weights_quantization": {"int8": "int8 per-channel",
-                               "uint8": "int8 per-channel",
-                               "dynamic": "int8 per-channel",
-                               "float16": "float16",
-                               "float": "float32"}[quantize],
+      "weights_quantization": weights_quantization,
+      "granularity": granularity,
       "calibration": calibration.describe() if calibration else None,
       "input": io["input"],
       "output": io["output"],

@@ -85,13 +85,12 @@ def convert_source(source, name=None, classifier_activation="softmax"):
   sidecar says qat, the granularity and where the ranges came from."""
   start = time.perf_counter()
   tflite = convert_qat(source, classifier_activation)
-  meta = model_sidecar.build(tflite, source, "int8", None,
-                             classifier_activation)
   qmeta = qat_metadata(source)
-  meta["weights_quantization"] = "int8 " + qmeta["granularity"].replace(
-      "_", "-")
+  meta = model_sidecar.build(tflite, source, "int8", None,
+                             classifier_activation, qmeta["granularity"])
   meta["qat"] = {"qat": True, "granularity": qmeta["granularity"],
                  "ranges_from": RANGES_FROM, "ranges": qmeta["ranges"]}
   return converter.Converted(
-      name or converter.default_name(source, "int8") + "_qat", tflite, meta,
+      name or converter.default_name(source, "int8", qmeta["granularity"])
+      + "_qat", tflite, meta,
       time.perf_counter() - start)

@@ -21,10 +21,12 @@ the TFLM interpreter (in the sidecar) and a cc_library <name>_model_data.
 _CONVERT = Label("//mobilenet/tflite:convert")
 
 def _convert_args(name, weights, quantize, alpha, input_size,
-                  num_calibration, calibration, weights_file):
+                  num_calibration, calibration, weights_file, granularity):
     """(srcs, convert flags) shared by both macros."""
     srcs = []
     args = ["--quantize=" + quantize, "--name=" + name, "--save_to=$(RULEDIR)"]
+    if granularity != None:
+        args.append("--granularity=" + granularity)
     if weights_file:
         srcs.append(weights_file)
         args.append("--weights=$(execpath %s)" % weights_file)
@@ -52,6 +54,7 @@ def tflite_model(
         num_calibration = None,
         calibration = None,
         weights_file = None,
+        granularity = None,
         **kwargs):
     """Declares `name` (a genrule) with outputs <name>.tflite, <name>.json.
 
@@ -66,10 +69,13 @@ def tflite_model(
       calibration: a filegroup of calibration images; default the tool's
         own (//data:calibration).
       weights_file: label of a Keras .h5 or checkpoint .json to convert.
+      granularity: per_channel | per_tensor weight scales (int8 / uint8
+        only); default per_channel.
       **kwargs: passed to the genrule (visibility, tags, ...).
     """
     srcs, args = _convert_args(name, weights, quantize, alpha, input_size,
-                               num_calibration, calibration, weights_file)
+                               num_calibration, calibration, weights_file,
+                               granularity)
     native.genrule(
         name = name,
         srcs = srcs,
@@ -89,6 +95,7 @@ def tflite_micro_model(
         num_calibration = None,
         calibration = None,
         weights_file = None,
+        granularity = None,
         **kwargs):
     """Declares `name` (a genrule: the int8 TFLite Micro build) and
     `<name>_model_data` (a cc_library of the model array).
@@ -100,7 +107,8 @@ def tflite_micro_model(
     Arguments as for tflite_model; the quantization is always int8.
     """
     srcs, args = _convert_args(name, weights, "int8", alpha, input_size,
-                               num_calibration, calibration, weights_file)
+                               num_calibration, calibration, weights_file,
+                               granularity)
     args.append("--target=micro")
     native.genrule(
         name = name,
