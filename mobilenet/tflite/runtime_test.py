@@ -91,6 +91,24 @@ class ModelTest(absltest.TestCase):
     self.assertLess(err, 0.35)
     self.assertGreater(corr, 0.8)
 
+  def test_scores_are_the_raw_output_dequantized_as_litert_states(self):
+    # A zero point off by one shifts every score by one step: inside the
+    # tracks-float bounds above and invisible to argmax, so check it exactly
+    # against LiteRT's own raw output and output quantization.
+    m = runtime.Model(self.files["uint8"])
+    interp = runtime.Interpreter(self.files["uint8"])
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    scale, zero_point = out["quantization"]
+    self.assertNotEqual(zero_point, 0)  # else the zero point is not tested
+    for i in range(len(self.pixels)):
+      interp.set_tensor(inp["index"], m.quantize_pixels(self.pixels[i], "tf"))
+      interp.invoke()
+      raw = interp.get_tensor(out["index"]).astype(np.float64)
+      np.testing.assert_allclose(  # float32 rounding only, far below a step
+          m.predict_pixels(self.pixels[i], "tf"), (raw - zero_point) * scale,
+          rtol=1e-6, atol=0)
+
   def test_truncated_model_is_refused(self):
     with open(self.files["uint8"], "rb") as f:
       data = f.read()
