@@ -123,7 +123,10 @@ def _qat_bn(run, layer, x, bn):
 def _dense(run, layer, x):
   d = run.params[layer.name]
   kernel = d["kernel"]
-  if run.qat is not None and run.mode != "folded":
+  if run.qat is not None and (run.mode != "folded" or
+                              run.qat.granularity == "per_tensor"):
+    # Folded: grid kernels already; per-tensor, the FakeQuant keeps the
+    # converter from picking per-channel scales (as in _conv).
     kernel = qat_lib.quantize_kernel(kernel, "dense", run.qat.granularity)
   return ops.dense(x, kernel, d["bias"])
 

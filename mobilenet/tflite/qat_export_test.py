@@ -140,8 +140,9 @@ class PerTensorTest(absltest.TestCase):
     interp = runtime.Model(tflite, use_default_delegates=False).interpreter
     details = {d["index"]: d for d in interp.get_tensor_details()}
     convs = [op for op in interp._get_ops_details()  # pylint: disable=protected-access
-             if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
-    self.assertLen(convs, 52)
+             if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                  "FULLY_CONNECTED")]
+    self.assertLen(convs, 52 + 1)  # the classifier too (it was per-channel)
     for op in convs:
       scales = details[int(op["inputs"][1])]["quantization_parameters"][
           "scales"]
