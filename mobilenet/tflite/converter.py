@@ -96,10 +96,10 @@ def representative_batch(calibration, input_size, channels, normalization):
 
 
 def convert(concrete_function, quantize, representative=None, trackable=None,
-            granularity="per_channel"):
+            granularity="per_channel", fake_quant=False):
   """TFLite flatbuffer bytes of `concrete_function` (see make_converter)."""
   converter = make_converter(concrete_function, quantize, representative,
-                             trackable, granularity)
+                             trackable, granularity, fake_quant)
   try:
     tflite = converter.convert()
   except Exception as e:  # pylint: disable=broad-except
@@ -140,7 +140,7 @@ def check_per_tensor(tflite):
 
 
 def make_converter(concrete_function, quantize, representative=None,
-                   trackable=None, granularity="per_channel"):
+                   trackable=None, granularity="per_channel", fake_quant=False):
   """A configured tf.lite.TFLiteConverter (e.g. for QuantizationDebugger).
 
   Args:
@@ -153,6 +153,8 @@ def make_converter(concrete_function, quantize, representative=None,
       full-integer; one sample per calibration step, in array order.
     granularity: "per_channel" (TFLite's default) or "per_tensor": one scale
       per weight tensor (full-integer only).
+    fake_quant: full-integer from the graph's FakeQuant ranges (QAT), no
+      representative dataset.
   """
   if quantize not in QUANTIZATIONS:
     raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
@@ -167,13 +169,6 @@ def make_converter(concrete_function, quantize, representative=None,
   if quantize == "float16":
     converter.target_spec.supported_types = [tf.float16]
   elif quantize in FULL_INTEGER:
-    if representative is None or not len(representative):  # pylint: disable=g-explicit-length-test
-      raise ConversionError(f"{quantize} needs calibration images")
-    samples = np.asarray(representative, np.float32)
-    converter.representative_dataset = lambda: ([s[None]] for s in samples)
-    # Builtin int8 kernels only: conversion fails rather than leaving a float
-    # op behind that the device's integer-only accelerator cannot run.
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     io_type = tf.int8 if quantize == "int8" else tf.uint8
     converter.inference_input_type = io_type
     converter.inference_output_type = io_type
@@ -181,6 +176,18 @@ def make_converter(concrete_function, quantize, representative=None,
       # TFLiteConverter's only switch for it (TF 2.21); convert() checks the
       # flatbuffer afterwards rather than trusting it.
       converter._experimental_disable_per_channel = True  # pylint: disable=protected-access
+    if fake_quant:
+      # Ranges from the graph's FakeQuant ops.  Not supported_ops=INT8: that
+      # makes the converter demand a representative dataset before it looks
+      # at them (qat_export checks the result is full-integer instead).
+      return converter
+    if representative is None or not len(representative):  # pylint: disable=g-explicit-length-test
+      raise ConversionError(f"{quantize} needs calibration images")
+    samples = np.asarray(representative, np.float32)
+    converter.representative_dataset = lambda: ([s[None]] for s in samples)
+    # Builtin int8 kernels only: conversion fails rather than leaving a float
+    # op behind that the device's integer-only accelerator cannot run.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   return converter
 
 

@@ -30,7 +30,6 @@ def qat_metadata(source):
 def convert_qat(source, classifier_activation="softmax"):
   """Full-integer int8 .tflite bytes of a ModelSource with a "qat" sidecar
   section ({"granularity", "ranges"})."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mobilenet.core import forward  # pylint: disable=g-import-not-at-top
   from mobilenet.core import qat  # pylint: disable=g-import-not-at-top
   meta = qat_metadata(source)
@@ -51,21 +50,9 @@ def convert_qat(source, classifier_activation="softmax"):
     raise converter.ConversionError(
         f"QAT ranges unset for {missing[0]} ({len(missing)} in all): train "
         "at least one step with --qat")
-  conv = tf.lite.TFLiteConverter.from_concrete_functions(
-      [model.get_concrete_function()], model)
-  conv.optimizations = [tf.lite.Optimize.DEFAULT]
-  # Not supported_ops=INT8: that makes the converter demand a
-  # representative dataset before it looks at the graph's FakeQuant ops.
-  conv.inference_input_type = tf.int8
-  conv.inference_output_type = tf.int8
-  # Kernels on a per-tensor grid: one scale per tensor, or the converter's
-  # per-channel scales would re-round them.
-  conv._experimental_disable_per_channel = (  # pylint: disable=protected-access
-      meta["granularity"] == "per_tensor")
-  try:
-    tflite = conv.convert()
-  except Exception as e:  # pylint: disable=broad-except
-    raise converter.ConversionError(f"TFLite conversion failed: {e}") from e
+  tflite = converter.convert(model.get_concrete_function(), "int8",
+                             trackable=model, granularity=meta["granularity"],
+                             fake_quant=True)
   check_full_integer(tflite)
   return tflite
 
