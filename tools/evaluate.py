@@ -95,6 +95,7 @@ def main(argv):
   labels = cli.user_path(FLAGS.labels)
   models = [models_lib.load(spec, FLAGS.runtime, labels)
             for spec in FLAGS.model]
+  models_lib.name_apart(models, FLAGS.model)
   for m in models:
     for note in m.notes:
       print(f"note: {m.name}: {note}", file=sys.stderr)

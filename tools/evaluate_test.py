@@ -103,6 +103,26 @@ class HeldoutTest(absltest.TestCase):
     with open(os.path.join(out, "bundled.md"), encoding="utf8") as f:
       self.assertIn("| bundled (float) | 1,000 | 98.", f.read())
 
+  def test_same_file_name_in_two_folders_is_two_rows(self):
+    tmp = self.create_tempdir().full_path
+    folder = _small_folder(os.path.join(tmp, "digits"), per_class=2)
+    paths = []
+    for sub in ("a", "b"):
+      os.makedirs(os.path.join(tmp, sub))
+      paths.append(os.path.join(tmp, sub, "m.tflite"))
+      shutil.copy(_int8_model(), paths[-1])
+    out = os.path.join(tmp, "out")
+    result = _run("--data", folder, "--model", paths[0], "--model",
+                  f"micro:{paths[1]}", "--model", paths[1], "--save_to", out)
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(out, "evaluation.json"), encoding="utf8") as f:
+      names = [m["name"] for m in json.load(f)["models"]]
+    # The runtime tells the TFLM row apart; the two LiteRT rows need paths.
+    self.assertEqual(names, [f"{paths[0]} (LiteRT)", "m.tflite (TFLM)",
+                             f"{paths[1]} (LiteRT)"])
+    self.assertLen(set(os.listdir(out)) - {"evaluation.md",
+                                            "evaluation.json"}, 3)
+
   def test_tfrecords_and_saved_model_score_like_the_folder(self):
     tmp = self.create_tempdir().full_path
     folder = _small_folder(os.path.join(tmp, "digits"),

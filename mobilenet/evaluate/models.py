@@ -133,6 +133,18 @@ def _saved_model(path, labels_path):
       predict=lambda px: fn(**{key: tf.constant(px)})["probabilities"].numpy())
 
 
+def name_apart(models, specs):
+  """Models whose report names collide (m.tflite from two folders) are shown
+  with the path as given instead of the file name, so no row is ambiguous."""
+  names = [m.name for m in models]
+  for m, spec in zip(models, specs):
+    if names.count(m.name) > 1:
+      path = _split_runtime(spec, "litert")[0].rstrip("/")
+      base = os.path.basename(path)
+      m.name = m.name.replace(base, path, 1) if base in m.name else (
+          f"{path}: {m.name}")
+
+
 def load(spec, default_runtime="litert", labels_path=None):
   """The Model a --model value names; ModelError / ValueError if unusable."""
   path, runtime_name, named = _split_runtime(spec, default_runtime)
