@@ -28,35 +28,20 @@ from mobilenet.core import qat as qat_lib
 
 class _Run:
   """One pass of `apply`: its params, its BN mode ("inference", "training"
-  or "folded") and, in training, the new BN statistics."""
+  or "folded"), in training the new BN statistics, and with QAT the hooks
+  (qat.Hooks) the layer kinds call."""
 
-  def __init__(self, params, mode, qat=None, points=()):
+  def __init__(self, params, mode, qat=None):
     self.params = params
     self.mode = mode
     self.new_stats = {}
     self.qat = qat
-    self.points = set(points)
-    self.new_ranges = {}
-    self.conv_input = None  # QAT, unfolded: (x, padding) of the last conv
 
   def __call__(self, layer, x):
     x = _KINDS[layer.kind](self, layer, x)
-    # (softmax shares the dense layer's name, not its quant point)
-    if layer.name in self.points and layer.kind != "softmax":
-      x = self.quantize(layer.name, x)
+    if self.qat is not None:
+      x = self.qat.activation(layer, x)
     return x
-
-  def quantize(self, name, x):
-    """Fake-quantizes the tensor of quant point `name` (QAT)."""
-    old = self.qat.ranges.get(name)
-    if self.mode == "folded":
-      return qat_lib.fake_quant_fixed(x, old)  # export: a constant range
-    if old is None:
-      old = tf.zeros([2])
-    if self.mode == "training":
-      old = self.new_ranges[name] = qat_lib.updated_range(
-          old, x, self.qat.momentum)
-    return qat_lib.fake_quant(x, old)
 
 
 def _conv(run, layer, x):
@@ -74,14 +59,8 @@ def _conv(run, layer, x):
   bias = weights["bias"] if run.mode == "folded" else None
   key = "depthwise_kernel" if layer.kind == "depthwise" else "kernel"
   kernel = weights[key]
-  if run.qat is not None and run.mode != "folded":
-    # The float conv gives the BN statistics; the BN layer folds.
-    run.conv_input = (layer, x, padding)
-  elif run.qat is not None and run.qat.granularity == "per_tensor":
-    # Folded QAT params hold grid kernels already (qat.quantize_params); a
-    # per-tensor FakeQuant (a no-op on them) tells the converter to keep one
-    # scale, where it would otherwise pick per-channel ones.
-    kernel = qat_lib.quantize_kernel(kernel, layer.kind, "per_tensor")
+  if run.qat is not None:
+    kernel = run.qat.conv_kernel(layer, x, padding, kernel)
   if layer.kind == "depthwise":
     return ops.depthwise_conv2d(x, kernel, bias, layer.stride, padding)
   return ops.conv2d(x, kernel, bias, layer.stride, padding)
@@ -92,7 +71,7 @@ def _bn(run, layer, x):
     return x  # in the conv's kernel and bias (params.fold_batch_norm)
   bn = run.params[layer.name]
   if run.qat is not None:
-    return _qat_bn(run, layer, x, bn)
+    return run.qat.bn(layer, x, bn, run.params, run.new_stats)
   if run.mode == "inference":
     return ops.batch_norm_inference(x, bn["gamma"], bn["beta"],
                                     bn["moving_mean"], bn["moving_variance"])
@@ -103,31 +82,11 @@ def _bn(run, layer, x):
   return x
 
 
-def _qat_bn(run, layer, x, bn):
-  """The conv before this BN again, with the folded fake-quantized kernel."""
-  conv, conv_x, padding = run.conv_input
-  mean, variance = bn["moving_mean"], bn["moving_variance"]
-  if run.mode == "training":
-    mean, variance = qat_lib.batch_moments(x)
-    m = ops.BN_MOMENTUM
-    run.new_stats[layer.name] = {
-        "moving_mean": bn["moving_mean"] * m + mean * (1.0 - m),
-        "moving_variance": bn["moving_variance"] * m + variance * (1.0 - m)}
-  kernel = run.params[conv.name][
-      "depthwise_kernel" if conv.kind == "depthwise" else "kernel"]
-  return qat_lib.folded_conv(conv_x, kernel, conv.kind, conv.stride, padding,
-                             bn["gamma"], bn["beta"], mean, variance,
-                             ops.BN_EPSILON, run.qat.granularity)
-
-
 def _dense(run, layer, x):
   d = run.params[layer.name]
   kernel = d["kernel"]
-  if run.qat is not None and (run.mode != "folded" or
-                              run.qat.granularity == "per_tensor"):
-    # Folded: grid kernels already; per-tensor, the FakeQuant keeps the
-    # converter from picking per-channel scales (as in _conv).
-    kernel = qat_lib.quantize_kernel(kernel, "dense", run.qat.granularity)
+  if run.qat is not None:
+    kernel = run.qat.dense_kernel(kernel)
   return ops.dense(x, kernel, d["bias"])
 
 
@@ -175,18 +134,15 @@ def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
                     classifier_activation)
   if not folded:
     params_lib.check(params, net)  # trace time only: names the bad layer
-  points = ()
-  if qat is not None:
-    qat_lib.validate_granularity(qat.granularity)
-    points = qat_lib.quant_points(net)
-  run = _Run(params, "folded" if folded else (
-      "training" if training else "inference"), qat, points)
+  mode = "folded" if folded else ("training" if training else "inference")
+  hooks = None if qat is None else qat_lib.Hooks(qat, mode, net)
+  run = _Run(params, mode, hooks)
   x = tf.cast(images, tf.float32)
-  if qat is not None:
-    x = run.quantize(qat_lib.INPUT, x)
+  if hooks is not None:
+    x = hooks.quantize(qat_lib.INPUT, x)
   x = net.run(x, run)
-  if training and qat is not None:
-    return x, run.new_stats, run.new_ranges
+  if training and hooks is not None:
+    return x, run.new_stats, hooks.new_ranges
   if training:
     return x, run.new_stats
   return x

@@ -1,8 +1,8 @@
 """Quantization-aware training: fake quantization for the raw-op forward.
 
 Both builders call these functions from their per-kind dispatch (forward.py
-in its "qat" modes, keras/qat_layers.py), so the QAT network is the one of
-the architecture table with hooks, never a second copy.
+through `Hooks`, keras/qat_layers.py), so the QAT network is the one of the
+architecture table with hooks, never a second copy.
 
 What is simulated is what TFLite's full-integer kernels compute:
   * conv + BN (+ ReLU6) is one int8 op whose weights are the BN-folded
@@ -12,8 +12,9 @@ What is simulated is what TFLite's full-integer kernels compute:
   * BN folding (Jacob et al. 2018, the recipe TFLite's QAT follows): while
     training, the kernel is folded with the *batch* statistics of the float
     conv output, so the quantized weights are those of the normalized
-    layer; in inference mode, and for a frozen BN (trainable=False), with
-    the moving statistics - what the export folds.
+    layer; in inference mode, for a frozen BN (trainable=False) and after
+    the BN freeze (`bn_statistics`), with the moving statistics - what the
+    export folds.
   * Activations are quantized where the int8 graph has a tensor of its own
     (`quant_points`): the input, each conv unit's output (after ReLU6 when it
     has one), each residual ADD, the pooled features and the logits.  Their
@@ -134,6 +135,27 @@ def batch_moments(x):
   return mean, variance
 
 
+def bn_statistics(conv_out, moving_mean, moving_variance, momentum,
+                  frozen=False):
+  """(mean, variance) a training fold uses and the moving statistics after
+  the batch `conv_out`: the batch's (batch_moments) and their EMA; once
+  `frozen` (a bool or a scalar bool tensor: TFLite's BN freeze) the moving
+  ones, returned unchanged, so the fold is the inference one."""
+  if frozen is True:
+    return moving_mean, moving_variance, moving_mean, moving_variance
+  mean, variance = batch_moments(conv_out)
+  new_mean = moving_mean * momentum + mean * (1.0 - momentum)
+  new_variance = moving_variance * momentum + variance * (1.0 - momentum)
+  if frozen is False:
+    return mean, variance, new_mean, new_variance
+  # The batch moments still run: under a strategy every replica then
+  # issues the same collectives whatever the value.
+  return (tf.where(frozen, moving_mean, mean),
+          tf.where(frozen, moving_variance, variance),
+          tf.where(frozen, moving_mean, new_mean),
+          tf.where(frozen, moving_variance, new_variance))
+
+
 def folded_conv(x, kernel, kind, stride, padding, gamma, beta, mean,
                 variance, epsilon, granularity):
   """conv(x, fake-quantized BN-folded kernel) + folded bias: the int8
@@ -187,12 +209,81 @@ def fake_quant_fixed(x, value_range):
       x, tf.constant(lo), tf.constant(hi), num_bits=8)
 
 
-
 @dataclasses.dataclass
 class Options:
-  """The QAT option of forward.apply: weight granularity and the activation
+  """The QAT option of forward.apply: weight granularity, the activation
   ranges by quant point name ([min, max] arrays, tensors or variables; a
-  point missing from `ranges` counts as unset)."""
+  point missing from `ranges` counts as unset) and `freeze_bn` (a bool or
+  scalar bool tensor): training folds with the moving statistics and
+  leaves them (bn_statistics)."""
   granularity: str = "per_channel"
   ranges: dict = dataclasses.field(default_factory=dict)
   momentum: float = RANGE_MOMENTUM
+  freeze_bn: object = False
+
+
+class Hooks:
+  """What forward.apply's layer kinds call with qat=Options: one pass's
+  quant points, the conv before each BN (the BN folds it) and, in
+  training, the updated ranges.  `mode` is forward's: "training",
+  "inference" or "folded" (the export graph: grid kernels, fixed ranges)."""
+
+  def __init__(self, options, mode, net):
+    validate_granularity(options.granularity)
+    self.options = options
+    self.mode = mode
+    self.points = set(quant_points(net))
+    self.new_ranges = {}
+    self._conv = None  # unfolded: (layer, input, padding) of the last conv
+
+  def activation(self, layer, x):
+    """`x` fake-quantized if `layer` ends an int8 tensor."""
+    # (softmax shares the dense layer's name, not its quant point)
+    if layer.name in self.points and layer.kind != "softmax":
+      return self.quantize(layer.name, x)
+    return x
+
+  def quantize(self, name, x):
+    old = self.options.ranges.get(name)
+    if self.mode == "folded":
+      return fake_quant_fixed(x, old)  # export: a constant range
+    if old is None:
+      old = tf.zeros([2])
+    if self.mode == "training":
+      old = self.new_ranges[name] = updated_range(old, x,
+                                                  self.options.momentum)
+    return fake_quant(x, old)
+
+  def conv_kernel(self, layer, x, padding, kernel):
+    """The kernel the conv runs: unfolded, the float one (its output gives
+    the BN statistics; the BN runs the folded conv); folded per-tensor, a
+    FakeQuant (a no-op on grid kernels, quantize_params) that keeps the
+    converter from picking per-channel scales."""
+    if self.mode != "folded":
+      self._conv = (layer, x, padding)
+    elif self.options.granularity == "per_tensor":
+      kernel = quantize_kernel(kernel, layer.kind, "per_tensor")
+    return kernel
+
+  def bn(self, layer, x, bn, params, new_stats):
+    """The conv before this BN again, with the folded fake-quantized
+    kernel (`x`, the float conv's output, gives the batch statistics)."""
+    conv, conv_x, padding = self._conv
+    mean, variance = bn["moving_mean"], bn["moving_variance"]
+    if self.mode == "training":
+      mean, variance, new_mean, new_variance = bn_statistics(
+          x, mean, variance, ops.BN_MOMENTUM, self.options.freeze_bn)
+      new_stats[layer.name] = {"moving_mean": new_mean,
+                               "moving_variance": new_variance}
+    kernel = params[conv.name][
+        "depthwise_kernel" if conv.kind == "depthwise" else "kernel"]
+    return folded_conv(conv_x, kernel, conv.kind, conv.stride, padding,
+                       bn["gamma"], bn["beta"], mean, variance,
+                       ops.BN_EPSILON, self.options.granularity)
+
+  def dense_kernel(self, kernel):
+    # Folded: grid kernels already; per-tensor, the FakeQuant keeps the
+    # converter from picking per-channel scales (as conv_kernel).
+    if self.mode != "folded" or self.options.granularity == "per_tensor":
+      return quantize_kernel(kernel, "dense", self.options.granularity)
+    return kernel

@@ -136,6 +136,54 @@ class FoldingTest(absltest.TestCase):
         ALPHA, 1, 10))))
 
 
+class FreezeBnTest(absltest.TestCase):
+  """Options.freeze_bn (TFLite's BN freeze), as a Python bool and as the
+  scalar bool tensor the trainer's in-graph step comparison gives."""
+
+  def test_frozen_training_is_the_inference_forward_and_keeps_statistics(
+      self):
+    source = models.live_random_source(ALPHA, SIZE)
+    x = tf.constant(np.random.default_rng(5).uniform(-1, 1, (4, SIZE, SIZE,
+                                                             1)), tf.float32)
+    bns = {k: v for k, v in source.params.items() if "moving_mean" in v}
+    for frozen in (True, tf.constant(True)):
+      y, stats, ranges = forward.apply(
+          source.params, x, alpha=ALPHA, training=True,
+          classifier_activation=None, qat=qat.Options(freeze_bn=frozen))
+      self.assertEqual(set(stats), set(bns))
+      for name, bn in bns.items():  # bit-identical: nothing moves
+        for key in ("moving_mean", "moving_variance"):
+          np.testing.assert_array_equal(stats[name][key], bn[key],
+                                        err_msg=f"{name}/{key}")
+      # The inference forward over the ranges this batch set (the training
+      # pass quantizes with its updated ranges): the same ops on the same
+      # values, so the same bits.
+      want = forward.apply(source.params, x, alpha=ALPHA,
+                           classifier_activation=None,
+                           qat=qat.Options(ranges=ranges))
+      np.testing.assert_array_equal(y, want)
+
+  def test_unfrozen_tensor_switch_is_the_batch_statistics_fold(self):
+    source = models.live_random_source(ALPHA, SIZE)
+    x = tf.constant(np.random.default_rng(6).uniform(-1, 1, (4, SIZE, SIZE,
+                                                             1)), tf.float32)
+    got = forward.apply(source.params, x, alpha=ALPHA, training=True,
+                        classifier_activation=None,
+                        qat=qat.Options(freeze_bn=tf.constant(False)))
+    want = forward.apply(source.params, x, alpha=ALPHA, training=True,
+                         classifier_activation=None, qat=qat.Options())
+    tf.nest.map_structure(np.testing.assert_array_equal, got, want)
+    # ... which is not the inference fold (moving statistics).
+    inference = forward.apply(source.params, x, alpha=ALPHA,
+                              classifier_activation=None,
+                              qat=qat.Options(ranges=want[2]))
+    self.assertGreater(float(np.abs(np.asarray(want[0]) - inference).max()),
+                       0.1)
+    moved = want[1]["bn_Conv1"]["moving_mean"]
+    self.assertFalse(np.array_equal(moved,
+                                    source.params["bn_Conv1"]["moving_mean"]))
+
+
 class QuantPointsTest(absltest.TestCase):
 
   def test_one_point_per_int8_tensor_of_the_graph(self):

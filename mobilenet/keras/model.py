@@ -79,6 +79,9 @@ def _build(net, inputs, **options):
       y = qat_layers.QatBatchNorm(conv["layer"], granularity,
                                   momentum=options["bn_momentum"],
                                   name=layer.name)([conv["input"], x])
+    elif granularity and layer.kind == "dense":
+      y = qat_layers.QatClassifier(layer.out_channels, granularity,
+                                   name=layer.name)(x)
     else:
       keras_layer = make(layer, options)
       y = keras_layer(x)
@@ -115,8 +118,9 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
   checkpoint, input_shape=None takes its input size and channel count.
   `bn_momentum` sets every BatchNorm's moving-average momentum (Keras:
   0.999).  `qat` "per_channel"|"per_tensor": quantization-aware training
-  (qat_layers.py; weights of that granularity); `qat_ranges(model)` reads
-  the learned activation ranges.
+  (qat_layers.py; weights of that granularity; logits only:
+  classifier_activation=None); `qat_ranges(model)` reads the learned
+  activation ranges.
   """
   alpha = arch.validate_alpha(alpha)
   arch.validate_top(pooling, classifier_activation)
@@ -155,6 +159,10 @@ def MobileNetV2(input_shape=None, alpha=1.0, include_top=True,  # pylint: disabl
                     classifier_activation)
   if qat is not None:
     qat_lib.validate_granularity(qat)
+    if include_top and classifier_activation is not None:
+      raise ValueError("qat trains on the logits (a quant point; TFLite's "
+                       "int8 softmax has a fixed range): pass "
+                       "classifier_activation=None.")
   x = _build(net, img_input, bn_momentum=bn_momentum,
              classifier_activation=classifier_activation, qat=qat)
 

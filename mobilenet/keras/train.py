@@ -157,6 +157,10 @@ flags.DEFINE_boolean("qat", _D.qat, "train: quantization-aware training - "
 flags.DEFINE_string("granularity", _D.granularity, "train --qat: int8 "
                     "weight scales per output channel (per_channel) or one "
                     "per tensor (per_tensor).")
+flags.DEFINE_integer("qat_freeze_bn_after_steps",
+                     _D.qat_freeze_bn_after_steps, "train --qat: BNs fold "
+                     "their moving statistics, kept, after this many steps "
+                     "(TFLite's BN freeze; docs/qat.md); 0: never.")
 flags.DEFINE_string("weights", "bundled", "predict/eval: auto, imagenet, "
                     "bundled, random or a .h5/.json path.")
 flags.DEFINE_string("labels", None, "predict/eval: class-names file, one per "
@@ -181,7 +185,7 @@ def _config(argv):
            "head_epochs", "fine_tune_learning_rate", "fine_tune_bn",
            "augment", "warmup_epochs", "label_smoothing", "weight_decay",
            "ema", "tensorboard", "tensorboard_every_steps", "feature_cache",
-           "qat", "granularity")
+           "qat", "granularity", "qat_freeze_bn_after_steps")
   values = {n: getattr(FLAGS, n) for n in names}
   for n in ("data_dir", "val_dir", "train_files", "val_files",
             "checkpoint_dir", "export_path"):

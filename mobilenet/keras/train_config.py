@@ -79,6 +79,9 @@ class Config:
   # .tflite converted from them (mobilenet/tflite/qat_export.py).
   qat: bool = False
   granularity: str = "per_channel"
+  # TFLite's BN freeze: after this many steps the folded BNs use (and keep)
+  # their moving statistics; 0 = never.
+  qat_freeze_bn_after_steps: int = 0
   command: str = ""  # recorded in the export's sidecar
   verbose: int = 1   # 0 quiet, 1 progress bar, 2 one line per epoch
 
@@ -142,11 +145,26 @@ def validate(cfg: Config):
   if cfg.granularity not in GRANULARITIES:
     raise TrainError(f"--granularity must be one of {GRANULARITIES}, got "
                      f"{cfg.granularity!r}.")
+  _validate_qat(cfg)
   if cfg.dataset not in ("folder", "mnist"):
     raise TrainError(f"--dataset must be 'folder' or 'mnist', got "
                      f"{cfg.dataset!r}.")
   if cfg.train_files or cfg.val_files:
     _validate_records(cfg)
+
+
+def _validate_qat(cfg):
+  n = cfg.qat_freeze_bn_after_steps
+  if not isinstance(n, int) or n < 0:
+    raise TrainError("--qat_freeze_bn_after_steps must be >= 0 (0: never), "
+                     f"got {n!r}.")
+  if n and not cfg.qat:
+    raise TrainError("--qat_freeze_bn_after_steps freezes the BNs of "
+                     "quantization-aware training; pass --qat too.")
+  if n and cfg.init_weights and cfg.fine_tune_bn == "frozen":
+    raise TrainError("--qat_freeze_bn_after_steps: with --init_weights every "
+                     "BatchNorm is frozen already (--fine_tune_bn=frozen); "
+                     "pass --fine_tune_bn=train to train them first.")
 
 
 def _validate_records(cfg):
@@ -175,7 +193,8 @@ def run_config(c, class_names, fine_tune_learning_rate):
           "warmup_epochs": c.warmup_epochs,
           "label_smoothing": c.label_smoothing,
           "weight_decay": c.weight_decay, "ema": c.ema, "qat": c.qat,
-          "granularity": c.granularity}
+          "granularity": c.granularity,
+          "qat_freeze_bn_after_steps": c.qat_freeze_bn_after_steps}
 
 
 def check_classes(cfg, names):

@@ -38,6 +38,7 @@ from mobilenet.keras import init_source
 from mobilenet.keras import model as model_lib
 from mobilenet.keras import multiworker
 from mobilenet.keras import pipeline
+from mobilenet.keras import qat_layers
 from mobilenet.keras import recipe
 from mobilenet.keras import run_dir
 from mobilenet.keras import steps as steps_lib
@@ -106,6 +107,9 @@ class Trainer:
       self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
       self.finalized = tf.Variable(False, trainable=False)
       self.bn_count = tf.Variable(0.0, trainable=False)
+    if cfg.qat_freeze_bn_after_steps:
+      qat_layers.freeze_bn_after(self.model, self.step,
+                                 cfg.qat_freeze_bn_after_steps)
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
         epoch=self.epoch, step_in_epoch=self.step_in_epoch,
@@ -257,7 +261,11 @@ class Trainer:
         self.feature_cache = None
 
   def _reestimates(self):
-    """BN re-estimation is on and some BatchNorm learns (not frozen)."""
+    """BN re-estimation is on and some BatchNorm learns (not frozen, and
+    not past the QAT BN freeze, after which the statistics stay)."""
+    n = self.cfg.qat_freeze_bn_after_steps
+    if n and int(self.step.numpy()) >= n:
+      return False
     return self.cfg.bn_reestimate and any(
         l.trainable for l in model_lib.batch_norm_layers(self.model))
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from mobilenet.keras import layers as layers_lib
 from mobilenet.keras import model as model_lib
+from mobilenet.keras import qat_layers
 from mobilenet.keras import recipe
 from mobilenet.keras import steps as steps_lib
 from mobilenet.keras.train_config import TrainError
@@ -20,11 +21,16 @@ from mobilenet.keras.train_config import TrainError
 
 def evaluate(trainer, pipeline, reestimate=False):
   """(loss, accuracy) of trainer.model on `pipeline` as it would be exported
-  now: EMA weights with --ema; with `reestimate`, BN statistics re-estimated
-  first and then put back (the checkpoint keeps training's own averages)."""
+  now: EMA weights with --ema; with `reestimate`, BN statistics (and QAT
+  ranges) re-estimated first and then put back (the checkpoint keeps
+  training's own averages)."""
   total = np.zeros(3)
+  # Re-estimation runs the model in training mode: with QAT the activation
+  # ranges follow those batches too, and go back with the statistics.
   stats = [v for l in model_lib.batch_norm_layers(trainer.model)
-           for v in (l.moving_mean, l.moving_variance)]
+           for v in (l.moving_mean, l.moving_variance)] + [
+               l.range for l in trainer.model.layers
+               if isinstance(l, qat_layers.ActivationQuant)]
   kept = [v.numpy() for v in stats] if reestimate else []
   with recipe.ema_weights(trainer.optimizer, trainer.cfg.ema):
     if reestimate:
