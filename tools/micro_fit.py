@@ -66,10 +66,10 @@ KIB = 1024
 def _patch_fields(micro):
   """The row's patch columns from the sidecar's micro.patches."""
   p = micro["patches"]
-  if not p["grid"]:  # auto kept the model unpatched
+  if not p["spec"]:  # auto kept the model unpatched
     return {"patches": "none", "unpatched_arena_bytes": micro["arena_bytes"],
             "mac_overhead": 0.0}
-  return {"patches": f"{p['grid']}@{p['layer']}",
+  return {"patches": p["spec"],
           "unpatched_arena_bytes": p["unpatched"]["arena_bytes"],
           "mac_overhead": p["mac_overhead"]}
 

@@ -128,7 +128,7 @@ class PatchedFitTest(absltest.TestCase):
     # The bundled model's shape built by convert --patches=auto (the
     # genrule): the same grid, arena and flash from other weights.
     p = patched["patches"]
-    self.assertEqual(row["patches"], f"{p['grid']}@{p['layer']}")
+    self.assertEqual(row["patches"], p["spec"])
     for key in ("arena_bytes", "recommended_arena_bytes", "flash_bytes"):
       self.assertEqual(row[key], patched[key], key)
     self.assertEqual(row["unpatched_arena_bytes"], plain["arena_bytes"])

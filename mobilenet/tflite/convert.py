@@ -17,8 +17,9 @@ arena measured in the TFLM interpreter; a model TFLM cannot run is refused
 with one line naming the op or tensor, and nothing is written.
 --patches=RxC[@LAYER] runs the network up to block LAYER (e.g. block_3) as
 an R x C grid of patches, bit-identical, in a smaller arena; without @LAYER
-the block is searched, --patches=auto searches block and grid, both for the
-smallest arena measured in TFLM (patches.py, patch_search.py).
+the block is searched, --patches=auto searches blocks and grids (one stage,
+then a second after it), all for the smallest arena measured in TFLM;
+RxC@LAYER,RxC@LAYER2 patches two stages (patches.py, patch_search.py).
 
 --target=saved_model writes a TensorFlow SavedModel directory
 <save_to>/<name> instead (saved_model.py: uint8 pixels in, probabilities and
@@ -59,10 +60,11 @@ flags.DEFINE_enum("target", "tflite", ["tflite", "micro", "saved_model"],
                   "int8 model); saved_model: a TensorFlow SavedModel "
                   "directory <save_to>/<name> (float, no quantization).")
 flags.DEFINE_string("patches", "off", "--target=micro only: off | auto | "
-                    "RxC[@LAYER]: run the first blocks, up to LAYER (e.g. "
-                    "block_3), patch by patch on an R x C grid of its output "
-                    "(same outputs, smaller arena); auto / no @LAYER: the "
-                    "smallest arena measured in TFLM.")
+                    "RxC[@LAYER][,RxC@LAYER2]: run the first blocks, up to "
+                    "LAYER (e.g. block_3), patch by patch on an R x C grid "
+                    "of its output (same outputs, smaller arena), then the "
+                    "blocks up to LAYER2; auto / no @LAYER: the smallest "
+                    "arena measured in TFLM.")
 flags.mark_flag_as_required("save_to")
 
 

@@ -126,9 +126,11 @@ def patches_section(spec, choice, unpatched, arena):
   macs, base = patches_lib.macs(choice.tflite), patches_lib.macs(unpatched)
   how = (f"auto: the smallest arena measured in TFLM of {choice.searched} "
          "candidates" if spec == "auto" else
-         f"--patches={spec}" + (f" ({choice.searched} stages tried)"
+         f"--patches={spec}" + (f" ({choice.searched} blocks tried)"
                                 if choice.searched > 1 else ""))
-  return {"grid": choice.grid, "layer": choice.layer, "chosen_by": how,
+  return {"spec": choice.spec, "chosen_by": how,
+          "stages": [{"grid": f"{r}x{c}", "layer": layer}
+                     for r, c, layer in choice.stages],
           "macs": macs, "mac_overhead": round(macs / base - 1, 4),
           "unpatched": dict(_arena_fields(arena, unpatched), macs=base)}
 
@@ -147,10 +149,9 @@ def for_micro(converted, patches="off", log=None):
   if (choice is not None and patches == "auto" and
       choice.arena.minimum >= arena.minimum):
     # Small inputs: the patches' persistent data outweighs what they save.
-    section = {"grid": None, "layer": None, "chosen_by": (
+    section = {"spec": None, "stages": [], "chosen_by": (
         f"auto: none of {choice.searched} candidates beats the unpatched "
-        f"arena (best {choice.grid}@{choice.layer}: "
-        f"{choice.arena.minimum:,} bytes)")}
+        f"arena (best {choice.spec}: {choice.arena.minimum:,} bytes)")}
     choice = None
   if choice is not None:
     section = patches_section(patches, choice, data, arena)
@@ -190,10 +191,10 @@ def summary_lines(micro):
 def _patch_lines(p):
   if not p:
     return []
-  if not p["grid"]:
+  if not p["spec"]:
     return [f"patches       none ({p['chosen_by']})"]
   u = p["unpatched"]
-  return [f"patches       {p['grid']} up to {p['layer']} ({p['chosen_by']})",
+  return [f"patches       {p['spec']} ({p['chosen_by']})",
           f"              unpatched arena {_kib(u['arena_bytes'])}, flash "
           f"{_kib(u['flash_bytes'])}",
           f"              MACs {p['macs']:,} vs {u['macs']:,} unpatched "

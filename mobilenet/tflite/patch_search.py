@@ -1,14 +1,16 @@
-"""--patches=auto|off|RxC[@LAYER]: which stage and grid to patch, chosen by
-the tensor arena TFLM itself needs.
+"""--patches=auto|off|RxC[@LAYER][,RxC@LAYER...]: which stages and grids to
+patch, chosen by the tensor arena TFLM itself needs.
 
-More patches shrink the activations of the stage but cost persistent arena
+More patches shrink the activations of a stage but cost persistent arena
 (TFLM keeps 8 bytes per output channel of every conv instance) and MACs
 (halos), and a later cut patches more of the network but keeps a bigger
-reassembled tensor: no formula ranks them, so every candidate (square grids
-R, C in AUTO_SPLITS on the first blocks, or the blocks for a given grid) is
-loaded in the TFLM interpreter for its allocation report, and the best few
-are measured exactly (micro_runtime.measure_arena: the smallest arena that
-builds and runs).
+reassembled tensor: no formula ranks them, so every candidate is loaded in
+the TFLM interpreter for its allocation report, and the best few are
+measured exactly (micro_runtime.measure_arena: the smallest arena that
+builds and runs).  auto first tries one stage (R, C in AUTO_SPLITS, on the
+first blocks), then a second stage after the best one: once the first
+blocks run in patches, the next block's whole-image activations are often
+the peak.
 """
 
 import dataclasses
@@ -32,47 +34,50 @@ FINALISTS = 3
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-  rows: int
-  cols: int
-  layer: str
+  stages: tuple  # ((rows, cols, layer), ...)
   tflite: bytes
   arena: micro_runtime.ArenaUsage
   searched: int  # candidates loaded in TFLM
 
   @property
-  def grid(self):
-    return f"{self.rows}x{self.cols}"
+  def spec(self):
+    return ",".join(f"{r}x{c}@{layer}" for r, c, layer in self.stages)
 
 
 def parse(spec):
-  """None for "off", "auto", or (rows, cols, layer or None); GridError."""
+  """None for "off", "auto", or [(rows, cols, layer or None)]; GridError.
+  Only a single stage may leave its block out (it is searched)."""
   spec = (spec or "off").strip()
   if spec in ("off", "auto"):
     return None if spec == "off" else "auto"
-  grid, _, layer = spec.partition("@")
-  rows, cols = patch_grid.parse_grid(grid)
-  if "@" in spec and not layer:
-    raise GridError(f"--patches={spec}: name the block after @ (e.g. "
-                    f"{grid}@block_2) or leave @ out to search the stage")
-  return rows, cols, layer or None
+  stages = []
+  for part in spec.split(","):
+    grid, at, layer = part.partition("@")
+    rows, cols = patch_grid.parse_grid(grid)
+    if (at and not layer) or ("," in spec and not layer):
+      raise GridError(f"--patches={spec}: name the block after @ (e.g. "
+                      f"{grid}@block_2); only a single stage may leave @ out "
+                      "to have its block searched")
+    stages.append((rows, cols, layer or None))
+  return stages
+
+
+def _auto_stage(cuts, height, after=None):
+  return [(r, c, cut.layer) for cut in cuts
+          if cut.height * AUTO_MAX_STRIDE >= height and (
+              after is None or cut.last_op > after.last_op)
+          for r, c in patch_grid.grids(cut.height, cut.width)
+          if r in AUTO_SPLITS and c in AUTO_SPLITS]
 
 
 def candidates(tflite, parsed):
-  """[(rows, cols, layer)] to try for a parsed spec (not "off")."""
+  """[stages] to try for a parsed spec other than auto."""
   graph = exact_graph.read_graph(tflite)
   cuts = patch_stage.cuts(graph)
-  if parsed == "auto":
-    height = graph.tensors[graph.inputs[0]].shape[1]
-    return [(r, c, cut.layer) for cut in cuts
-            if cut.height * AUTO_MAX_STRIDE >= height
-            for r, c in patch_grid.grids(cut.height, cut.width)
-            if r in AUTO_SPLITS and c in AUTO_SPLITS]
-  rows, cols, layer = parsed
-  if layer:
-    cut = patch_stage.find_cut(graph, layer)
-    patch_grid.check_grid(rows, cols, layer, cut.height, cut.width)
-    return [(rows, cols, layer)]
-  fits = [(rows, cols, c.layer) for c in cuts
+  if len(parsed) > 1 or parsed[0][2]:
+    return [parsed]
+  rows, cols, _ = parsed[0]
+  fits = [[(rows, cols, c.layer)] for c in cuts
           if (rows, cols) in patch_grid.grids(c.height, c.width)]
   if not fits:
     raise GridError(f"--patches={rows}x{cols}: no block output is divided by"
@@ -89,22 +94,42 @@ def _reported_total(data):
   return model.allocations()["total"]
 
 
+def _best(tflite, tries, name, log):
+  """The Choice with the smallest measured arena among `tries` (lists of
+  stages): all ranked by TFLM's report, the first FINALISTS bisected."""
+  ranked = []
+  for n, stages in enumerate(tries):
+    data = patches.patch(tflite, stages)
+    ranked.append((_reported_total(data), n, stages, data))
+    if log:
+      log(f"patches {Choice(tuple(stages), b'', None, 0).spec}: TFLM "
+          f"reports {ranked[-1][0]:,} bytes")
+  ranked.sort(key=lambda t: t[:2])
+  measured = []
+  for _, n, stages, data in ranked[:FINALISTS]:
+    arena = micro_runtime.measure_arena(data, name=name)
+    measured.append((arena.minimum, n, Choice(tuple(stages), data, arena,
+                                               len(tries))))
+  return min(measured, key=lambda m: m[:2])[2]
+
+
 def search(tflite, spec, name="<bytes>", log=None):
   """The Choice for `spec`, or None for "off"; GridError for a bad one."""
   parsed = parse(spec)
   if parsed is None:
     return None
-  tried = []
-  for n, (rows, cols, layer) in enumerate(candidates(tflite, parsed)):
-    data = patches.patch(tflite, rows, cols, layer)
-    tried.append((_reported_total(data), n, rows, cols, layer, data))
-    if log:
-      log(f"patches {rows}x{cols}@{layer}: TFLM reports {tried[-1][0]:,} "
-          "bytes")
-  tried.sort(key=lambda t: t[:2])
-  measured = []
-  for _, n, rows, cols, layer, data in tried[:FINALISTS]:
-    arena = micro_runtime.measure_arena(data, name=name)
-    measured.append((arena.minimum, n, Choice(rows, cols, layer, data, arena,
-                                               len(tried))))
-  return min(measured, key=lambda m: m[:2])[2]
+  if parsed != "auto":
+    return _best(tflite, candidates(tflite, parsed), name, log)
+  graph = exact_graph.read_graph(tflite)
+  cuts = patch_stage.cuts(graph)
+  height = graph.tensors[graph.inputs[0]].shape[1]
+  first = _best(tflite, [[s] for s in _auto_stage(cuts, height)], name, log)
+  by_name = {c.layer: c for c in cuts}
+  seconds = [list(first.stages) + [s] for s in _auto_stage(
+      cuts, height, by_name[first.stages[-1][2]])]
+  if not seconds:
+    return first
+  second = _best(tflite, seconds, name, log)
+  searched = first.searched + second.searched
+  best = second if second.arena.minimum < first.arena.minimum else first
+  return dataclasses.replace(best, searched=searched)

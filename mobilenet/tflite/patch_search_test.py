@@ -39,18 +39,19 @@ class SearchTest(absltest.TestCase):
     self.assertLess(choice.arena.minimum, self.plain.minimum)
     for rows, cols, layer in ((2, 2, "block_1"), (3, 3, "block_3"),
                               (1, 2, "expanded_conv")):
-      other = patches.patch(self.tflite, rows, cols, layer)
+      other = patches.patch(self.tflite, [(rows, cols, layer)])
       self.assertLessEqual(choice.arena.minimum,
                            micro_runtime.measure_arena(other).minimum,
                            f"{rows}x{cols}@{layer}")
 
   def test_grid_without_layer_searches_the_blocks_it_divides(self):
     choice = patch_search.search(self.tflite, "3x3")
-    self.assertEqual(choice.grid, "3x3")
+    ((rows, cols, layer),) = choice.stages
+    self.assertEqual((rows, cols), (3, 3))
     # 72 px: 3 divides expanded_conv's 36, block_1..2's 18, block_3..5's 9
     # and block_13..16's 3, not block_6..12's 5.
     self.assertEqual(choice.searched, 10)
-    self.assertNotIn(choice.layer, [f"block_{n}" for n in range(6, 13)])
+    self.assertNotIn(layer, [f"block_{n}" for n in range(6, 13)])
 
   def test_sidecar_section(self):
     micro = micro_export.for_micro(self.converted, "3x3@block_3")
@@ -76,7 +77,7 @@ class SmallModelTest(absltest.TestCase):
     micro = micro_export.for_micro(converted, "auto")
     self.assertEqual(micro.tflite, converted.tflite)
     p = micro.metadata["micro"]["patches"]
-    self.assertIsNone(p["grid"])
+    self.assertIsNone(p["spec"])
     self.assertRegex(p["chosen_by"], r"none of \d+ candidates beats")
 
 

@@ -74,10 +74,12 @@ def find_cut(graph, layer):
   return by_name[layer]
 
 
-def stage_ops(graph, cut):
-  """patch_grid.StageOp of every op up to the cut."""
+def stage_ops(graph, cut, after=None):
+  """patch_grid.StageOp of every op up to `cut`, from the one after the cut
+  `after` (None: from the first)."""
   out = []
-  for op in graph.ops[:cut.last_op + 1]:
+  first = after.last_op + 1 if after is not None else 0
+  for op in graph.ops[first:cut.last_op + 1]:
     if op.name == "ADD":
       out.append(patch_grid.StageOp(op.index, op.name, op.inputs[:2],
                                     op.outputs[0]))

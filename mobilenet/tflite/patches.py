@@ -217,23 +217,16 @@ def _compact(model):
     m.buffer = bremap[m.buffer]
 
 
-def patch(tflite, rows, cols, layer):
-  """The .tflite bytes with the stage up to `layer` (a block name) run as
-  a rows x cols grid of patches; GridError when the grid does not fit."""
-  graph = exact_graph.read_graph(tflite)
-  cut = patch_stage.find_cut(graph, layer)
-  patch_grid.check_grid(rows, cols, layer, cut.height, cut.width)
-  ops = patch_stage.stage_ops(graph, cut)
+def _stage(w, graph, ops, cut, rows, cols, tag):
+  """The ops of one patched stage, ending in its cut tensor, whole."""
   shapes = {t.index: t.shape for t in graph.tensors}
-  model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
-  w = _Writer(model)
   new_ops, row_tensors, tiles = [], [], []
   like = w.graph.tensors[cut.tensor]
   for n, tile in enumerate(patch_grid.tiles(cut.height, cut.width, rows,
                                             cols)):
     r, c = divmod(n, cols)
     plan = patch_grid.plan_patch(ops, shapes, tile)
-    patch_ops, out = _patch_ops(w, ops, plan, f"patch_r{r}c{c}")
+    patch_ops, out = _patch_ops(w, ops, plan, f"{tag}r{r}c{c}")
     new_ops += patch_ops
     tiles.append(out)
     if c == cols - 1:  # a row is done: join it before the next one starts
@@ -241,14 +234,35 @@ def patch(tflite, rows, cols, layer):
         row_tensors.append(tiles[-1])
         continue
       row = cut.tensor if rows == 1 else w.tensor(
-          f"patch_row{r}/{_short(like.name)}",
+          f"{tag}row{r}/{_short(like.name)}",
           (1, cut.height // rows, cut.width, int(like.shape[3])), like)
       new_ops.append(w.concat(tiles[-cols:], 2, row))
       row_tensors.append(row)
   if rows > 1:
     new_ops.append(w.concat(row_tensors, 1, cut.tensor))
+  return new_ops
+
+
+def patch(tflite, stages):
+  """The .tflite bytes with the network run patch by patch in `stages`:
+  [(rows, cols, layer)], each stage from the end of the one before (the
+  image for the first) to the output of block `layer`, on a rows x cols
+  grid of that output.  GridError when a grid or block does not fit."""
+  graph = exact_graph.read_graph(tflite)
+  model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+  w = _Writer(model)
+  new_ops, prev = [], None
+  for n, (rows, cols, layer) in enumerate(stages):
+    cut = patch_stage.find_cut(graph, layer)
+    if prev is not None and cut.last_op <= prev.last_op:
+      raise GridError(f"--patches: {layer} does not come after {prev.layer};"
+                      " list the stages in network order")
+    patch_grid.check_grid(rows, cols, layer, cut.height, cut.width)
+    ops = patch_stage.stage_ops(graph, cut, prev)
+    new_ops += _stage(w, graph, ops, cut, rows, cols, f"patch{n}_")
+    prev = cut
   model.subgraphs[0].operators = (new_ops +
-                                  model.subgraphs[0].operators[cut.last_op +
+                                  model.subgraphs[0].operators[prev.last_op +
                                                                1:])
   _compact(model)
   builder = flatbuffers.Builder(len(tflite) + (1 << 16))

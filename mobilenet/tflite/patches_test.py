@@ -19,6 +19,7 @@ from mobilenet.core import preprocess
 from mobilenet.testing import models
 from mobilenet.tflite import converter
 from mobilenet.tflite import micro_runtime
+from mobilenet.tflite import patch_search
 from mobilenet.tflite import patches
 from mobilenet.tflite import runtime
 
@@ -63,11 +64,11 @@ class RandomModelTest(parameterized.TestCase):
     cls.net = arch.derive(0.35, 3, 10)
 
   @parameterized.parameters("2x3@block_1", "3x3@block_3", "5x1@block_6",
-                            "4x2@expanded_conv", "1x2@block_2")
+                            "4x2@expanded_conv", "1x2@block_2",
+                            "2x2@block_1,3x1@block_3,1x5@block_6")
   def test_bit_identical_in_tflm_and_litert_reference(self, spec):
-    grid, layer = spec.split("@")
-    rows, cols = (int(v) for v in grid.split("x"))
-    patched = patches.patch(self.tflite, rows, cols, layer)
+    stages = patch_search.parse(spec)
+    patched = patches.patch(self.tflite, stages)
     tflm, ref = _outputs(patched, self.x)
     np.testing.assert_array_equal(tflm, self.want_tflm)
     np.testing.assert_array_equal(ref, self.want_ref)
@@ -75,7 +76,8 @@ class RandomModelTest(parameterized.TestCase):
     self.assertGreater(len({r.tobytes() for r in self.want_ref}), 1)
     counts = runtime.Model(patched, use_default_delegates=False).op_counts()
     base = runtime.Model(self.tflite, use_default_delegates=False).op_counts()
-    self.assertEqual(counts["CONCATENATION"], (rows > 1) + rows * (cols > 1))
+    self.assertEqual(counts["CONCATENATION"], sum(
+        (rows > 1) + rows * (cols > 1) for rows, cols, _ in stages))
     self.assertGreater(counts["CONV_2D"], base["CONV_2D"])
     # Weights and biases once: the same set of constant arrays.
     self.assertEqual(_weight_digests(patched), _weight_digests(self.tflite))
@@ -84,7 +86,7 @@ class RandomModelTest(parameterized.TestCase):
                        arch.count_macs(self.net, SIZE, SIZE))
 
   def test_copies_keep_their_inputs_quantization(self):
-    patched = patches.patch(self.tflite, 3, 3, "block_3")
+    patched = patches.patch(self.tflite, [(3, 3, "block_3")])
     ops, tensors = _ops(patched)
     seen = 0
     for op in ops:
@@ -95,6 +97,11 @@ class RandomModelTest(parameterized.TestCase):
           self.assertEqual(tensors[i]["quantization"], q_out, op)
         seen += 1
     self.assertGreater(seen, 9)
+
+  def test_stages_out_of_order_are_refused(self):
+    with self.assertRaisesRegex(patches.GridError,
+                                "block_1 does not come after block_3"):
+      patches.patch(self.tflite, [(3, 3, "block_3"), (2, 2, "block_1")])
 
   def test_mac_count_matches_the_architecture(self):
     # The flatbuffer's count against arch's independent one, unpatched.
