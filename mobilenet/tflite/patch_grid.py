@@ -37,6 +37,7 @@ class StageOp:
   kernel: tuple = (1, 1)
   stride: tuple = (1, 1)
   before: tuple = (0, 0)  # padding above / left of the image (SAME)
+  same: bool = False      # SAME padding in the model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Window:
   w0: int
   w1: int
   pads: tuple = (0, 0, 0, 0)
+  same: bool = False  # read by the conv with SAME padding, no PAD op
 
   @property
   def rect(self):
@@ -77,6 +79,48 @@ def input_window(op, out, size_hw):
   return Window(h0, h1, w0, w1, (top, bottom, left, right))
 
 
+def _same_span(a, b, kernel, stride, before, size):
+  """Rows [lo, hi) on which a SAME conv computes global outputs [a, b)
+  right, as (lo, hi, first output, outputs), fewest rows first; None when
+  no window of a few extra rows does.
+
+  SAME pads the window itself, so its outputs align with the image's only
+  when (lo - window's top padding + before) is a multiple of the stride,
+  and an output is right only when every image row it reads is inside the
+  window: the window's padding then stands for the image's.  The outputs
+  next to a window edge inside the image are garbage; the plan computes
+  them and never reads them."""
+  vlo, vhi = a * stride - before, (b - 1) * stride - before + kernel
+  for extra in range(2 * stride + kernel):
+    for down in range(extra + 1):
+      lo, hi = max(vlo - down, 0), min(vhi + extra - down, size)
+      n = hi - lo
+      count = -(-n // stride)
+      top = max((count - 1) * stride + kernel - n, 0) // 2
+      if (lo - top + before) % stride:
+        continue
+      first = (lo - top + before) // stride
+      rows = [(max(o * stride - before, 0),
+               min(o * stride - before + kernel, size)) for o in range(a, b)]
+      if (first <= a and b <= first + count and
+          all(lo <= r0 and r1 <= hi for r0, r1 in rows)):
+        return lo, hi, first, count
+  return None
+
+
+def same_window(op, out, size_hw):
+  """(Window read with SAME padding, output rect computed) for `op` on
+  output rectangle `out`, or None."""
+  h = _same_span(out.h0, out.h1, op.kernel[0], op.stride[0], op.before[0],
+                 size_hw[0])
+  w = _same_span(out.w0, out.w1, op.kernel[1], op.stride[1], op.before[1],
+                 size_hw[1])
+  if h is None or w is None:
+    return None
+  return (Window(h[0], h[1], w[0], w[1], same=True),
+          (h[2], h[2] + h[3], w[2], w[2] + w[3]))
+
+
 def _hull(a, b):
   if a is None:
     return b
@@ -85,12 +129,14 @@ def _hull(a, b):
 
 @dataclasses.dataclass(frozen=True)
 class PatchPlan:
-  """One patch: the rectangle each stage tensor is computed over (`need`)
-  and the Window each op reads of each of its inputs (`reads`, keyed by
-  (op index, input position))."""
+  """One patch: the rectangle of each stage tensor its consumers read
+  (`need`), the Window each op reads of each of its inputs (`reads`, keyed
+  by (op index, input position)) and the larger rectangle a SAME conv
+  computes (`computed`, by output tensor)."""
   tile: tuple
   need: dict
   reads: dict
+  computed: dict = dataclasses.field(default_factory=dict)
 
 
 def plan_patch(ops, shapes, tile):
@@ -99,16 +145,22 @@ def plan_patch(ops, shapes, tile):
   `shapes`: tensor index -> NHWC shape.  Every op's output must be needed
   (a stage is a chain with residual branches, all feeding the cut)."""
   need = {ops[-1].output: tuple(tile)}
-  reads = {}
+  reads, computed = {}, {}
   for op in reversed(ops):
     out = need.get(op.output)
     if out is None:
       raise GridError(f"operator #{op.index} feeds nothing in the stage")
     for pos, t in enumerate(op.inputs):
       win = input_window(op, Window(*out), shapes[t][1:3])
+      if any(win.pads) and op.same and op.kind == "DEPTHWISE_CONV_2D":
+        # At the border, a PAD would copy the wide expanded tensor; SAME
+        # on a slightly larger window needs no copy.
+        same = same_window(op, Window(*out), shapes[t][1:3])
+        if same:
+          win, computed[op.output] = same
       reads[(op.index, pos)] = win
       need[t] = _hull(need.get(t), win.rect)
-  return PatchPlan(tuple(tile), need, reads)
+  return PatchPlan(tuple(tile), need, reads, computed)
 
 
 def tiles(height, width, rows, cols):

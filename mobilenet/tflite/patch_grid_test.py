@@ -71,6 +71,33 @@ class WindowTest(parameterized.TestCase):
       got = tf.nn.conv2d(patch, w, stride, "VALID").numpy()
       np.testing.assert_allclose(got, whole[:, a:b], rtol=1e-6, atol=1e-9)
 
+  @parameterized.parameters((9, 3, 2, 3), (16, 3, 2, 4), (12, 3, 1, 3),
+                            (10, 5, 1, 2), (15, 3, 2, 4), (32, 3, 2, 2))
+  def test_same_conv_on_border_windows_equals_same_conv(self, size, kernel,
+                                                        stride, parts):
+    # No PAD: TF's SAME conv on the window, whose padding stands in for the
+    # image's at the border; the rows next to inner edges are not used.
+    x = np.random.default_rng(size).normal(size=(1, size, size, 2))
+    w = np.random.default_rng(1).normal(size=(kernel, kernel, 2, 2))
+    whole = tf.nn.depthwise_conv2d(x, w, (1, stride, stride, 1),
+                                   "SAME").numpy()
+    out = whole.shape[1]
+    op = StageOp(0, "DEPTHWISE_CONV_2D", (0,), 1, (kernel, kernel),
+                 (stride, stride),
+                 (patch_grid.same_before(size, kernel, stride),) * 2, True)
+    step = -(-out // parts)
+    for a in range(0, out, step):
+      b = min(a + step, out)
+      found = patch_grid.same_window(op, patch_grid.Window(a, b, a, b),
+                                     (size, size))
+      self.assertIsNotNone(found, (a, b))
+      win, (o0, o1, p0, p1) = found
+      got = tf.nn.depthwise_conv2d(x[:, win.h0:win.h1, win.w0:win.w1], w,
+                                   (1, stride, stride, 1), "SAME").numpy()
+      self.assertEqual(got.shape[1:3], (o1 - o0, p1 - p0))
+      np.testing.assert_allclose(got[:, a - o0:b - o0, a - p0:b - p0],
+                                 whole[:, a:b, a:b], rtol=1e-6, atol=1e-9)
+
 
 class GridTest(absltest.TestCase):
 

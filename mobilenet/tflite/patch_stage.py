@@ -98,7 +98,7 @@ def stage_ops(graph, cut, after=None):
                      for i in range(2))
     out.append(patch_grid.StageOp(op.index, op.name, op.inputs[:1],
                                   op.outputs[0], tuple(kernel), stride,
-                                  before))
+                                  before, o.padding == schema.Padding.SAME))
   return out
 
 

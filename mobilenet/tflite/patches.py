@@ -152,28 +152,47 @@ def _short(name):
   return name.split(";")[0]
 
 
+def _narrowing(op, t, tensors, local):
+  """A 1x1 conv that narrows an in-stage tensor (a block's projection):
+  run on all of its input, garbage margins included, rather than copy the
+  wide input into a window; the narrow output is cheap to slice."""
+  return (op.kind == "CONV_2D" and op.kernel == (1, 1) and
+          op.stride == (1, 1) and t in local and
+          int(tensors[t].shape[3]) > int(tensors[op.output].shape[3]))
+
+
 def _patch_ops(w, ops, plan, tag):
   """The ops computing one patch; returns (ops, tensor of the tile)."""
-  tensors, new_ops, local = w.graph.tensors, [], {}
+  tensors, new_ops, local, rects = w.graph.tensors, [], {}, {}
+
+  def window(src, rect, want, name):
+    if want != rect:
+      src, sl = w.slice(src, want, (rect[0], rect[2]), f"{name}/window")
+      new_ops.append(sl)
+    return src
+
   for op in ops:
     orig = w.graph.operators[op.index]
     inputs = [int(v) for v in orig.inputs]
+    out_rect = plan.computed.get(op.output, plan.need[op.output])
+    same = False
     for pos, t in enumerate(op.inputs):
       win = plan.reads[(op.index, pos)]
+      name = f"{tag}/{_short(tensors[t].name)}"
       if t in local:
-        src, rect = local[t], plan.need[t]
+        src, rect = local[t], rects[t]
       else:  # the stage input, whole
         src = t
         rect = (0, int(tensors[t].shape[1]), 0, int(tensors[t].shape[2]))
-      if win.rect != rect:
-        src, sl = w.slice(src, win.rect, (rect[0], rect[2]),
-                          f"{tag}/{_short(tensors[t].name)}/window")
-        new_ops.append(sl)
+      if _narrowing(op, t, tensors, local):
+        out_rect = rect
+      else:
+        src = window(src, rect, win.rect, name)
       if any(win.pads):
-        src, pd = w.pad(src, win.pads, f"{tag}/{_short(tensors[t].name)}/pad")
+        src, pd = w.pad(src, win.pads, f"{name}/pad")
         new_ops.append(pd)
-      inputs[pos] = src
-    h0, h1, w0, w1 = plan.need[op.output]
+      inputs[pos], same = src, same or win.same
+    h0, h1, w0, w1 = out_rect
     like = tensors[op.output]
     out = w.tensor(f"{tag}/{_short(like.name)}",
                    (1, h1 - h0, w1 - w0, int(like.shape[3])), like)
@@ -181,10 +200,13 @@ def _patch_ops(w, ops, plan, tag):
     new.inputs = np.asarray(inputs, np.int32)
     new.outputs = np.asarray([out], np.int32)
     if op.kind in _CONV_OPS:
-      new.builtinOptions.padding = schema.Padding.VALID
+      new.builtinOptions.padding = (schema.Padding.SAME if same else
+                                    schema.Padding.VALID)
     new_ops.append(new)
-    local[op.output] = out
-  return new_ops, local[ops[-1].output]
+    local[op.output], rects[op.output] = out, out_rect
+  last = ops[-1].output
+  return new_ops, window(local[last], rects[last], plan.tile,
+                         f"{tag}/{_short(tensors[last].name)}")
 
 
 def _compact(model):
