@@ -94,9 +94,9 @@ def _reported_total(data):
   return model.allocations()["total"]
 
 
-def _best(tflite, tries, name, log):
-  """The Choice with the smallest measured arena among `tries` (lists of
-  stages): all ranked by TFLM's report, the first FINALISTS bisected."""
+def _ranked(tflite, tries, log):
+  """[(TFLM's reported total, n, stages, bytes)] of `tries` (lists of
+  stages), smallest first."""
   ranked = []
   for n, stages in enumerate(tries):
     data = patches.patch(tflite, stages)
@@ -104,12 +104,17 @@ def _best(tflite, tries, name, log):
     if log:
       log(f"patches {Choice(tuple(stages), b'', None, 0).spec}: TFLM "
           f"reports {ranked[-1][0]:,} bytes")
-  ranked.sort(key=lambda t: t[:2])
+  return sorted(ranked, key=lambda t: t[:2])
+
+
+def _best(ranked, name):
+  """The Choice with the smallest arena measured by bisection among the
+  first FINALISTS of `ranked`."""
   measured = []
   for _, n, stages, data in ranked[:FINALISTS]:
     arena = micro_runtime.measure_arena(data, name=name)
     measured.append((arena.minimum, n, Choice(tuple(stages), data, arena,
-                                               len(tries))))
+                                               len(ranked))))
   return min(measured, key=lambda m: m[:2])[2]
 
 
@@ -119,17 +124,19 @@ def search(tflite, spec, name="<bytes>", log=None):
   if parsed is None:
     return None
   if parsed != "auto":
-    return _best(tflite, candidates(tflite, parsed), name, log)
+    return _best(_ranked(tflite, candidates(tflite, parsed), log), name)
   graph = exact_graph.read_graph(tflite)
   cuts = patch_stage.cuts(graph)
-  height = graph.tensors[graph.inputs[0]].shape[1]
-  first = _best(tflite, [[s] for s in _auto_stage(cuts, height)], name, log)
   by_name = {c.layer: c for c in cuts}
-  seconds = [list(first.stages) + [s] for s in _auto_stage(
-      cuts, height, by_name[first.stages[-1][2]])]
+  height = graph.tensors[graph.inputs[0]].shape[1]
+  ranked = _ranked(tflite, [[s] for s in _auto_stage(cuts, height)], log)
+  first = _best(ranked, name)
+  # A second stage after each of the first stages TFLM ranks best (the best
+  # pair need not start with the best single stage).
+  seconds = [list(stages) + [s] for _, _, stages, _ in ranked[:FINALISTS]
+             for s in _auto_stage(cuts, height, by_name[stages[-1][2]])]
   if not seconds:
     return first
-  second = _best(tflite, seconds, name, log)
-  searched = first.searched + second.searched
+  second = _best(_ranked(tflite, seconds, log), name)
   best = second if second.arena.minimum < first.arena.minimum else first
-  return dataclasses.replace(best, searched=searched)
+  return dataclasses.replace(best, searched=first.searched + second.searched)
