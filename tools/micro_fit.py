@@ -14,6 +14,9 @@ measured in the TFLM interpreter.  A model fits when its recommended arena
 (measured + headroom) fits --ram_kib and its model data fits --flash_kib;
 the largest fitting model (most MACs) is marked.  Prints the Markdown table;
 --save_to writes micro_fit.md, micro_fit.json and micro_fit.png.
+--patches=auto (or RxC[@LAYER]) measures each model patched as `convert
+--patches` builds it and marks fits by the patched arena; the table adds the
+unpatched arena, the grid and the MAC overhead.
 """
 
 import json
@@ -36,6 +39,7 @@ from mobilenet.core import arch  # pylint: disable=g-bad-import-order,wrong-impo
 from mobilenet.tflite import converter  # pylint: disable=wrong-import-position
 from mobilenet.tflite import micro_export  # pylint: disable=wrong-import-position
 from mobilenet.tflite import micro_runtime  # pylint: disable=wrong-import-position
+from mobilenet.tflite import patch_search  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("ram_kib", None, "RAM budget for the tensor arena, KiB.")
@@ -51,13 +55,26 @@ flags.DEFINE_integer("num_calibration", 10, "Calibration digits per model "
 flags.DEFINE_string("from_json", None, "micro_fit.json of an earlier run: "
                     "mark its measurements for this budget, measure nothing.")
 flags.DEFINE_string("save_to", None, "Directory for micro_fit.md/.json/.png.")
+flags.DEFINE_string("patches", "off", "off | auto | RxC[@LAYER]: measure the "
+                    "models as convert --target=micro --patches builds them.")
 flags.mark_flag_as_required("ram_kib")
 flags.mark_flag_as_required("flash_kib")
 
 KIB = 1024
 
 
-def measure(alpha, size, channels, classes, num_calibration):
+def _patch_fields(micro):
+  """The row's patch columns from the sidecar's micro.patches."""
+  p = micro["patches"]
+  if not p["spec"]:  # auto kept the model unpatched
+    return {"patches": "none", "unpatched_arena_bytes": micro["arena_bytes"],
+            "mac_overhead": 0.0}
+  return {"patches": p["spec"],
+          "unpatched_arena_bytes": p["unpatched"]["arena_bytes"],
+          "mac_overhead": p["mac_overhead"]}
+
+
+def measure(alpha, size, channels, classes, num_calibration, patches="off"):
   """One row: the micro build of a random model, measured."""
   # TensorFlow loads here: re-marking (--from_json) and bad flags stay quick.
   from mobilenet.testing import models  # pylint: disable=g-import-not-at-top
@@ -66,9 +83,10 @@ def measure(alpha, size, channels, classes, num_calibration):
                                      classes=classes)
   converted = converter.convert_source(source, "int8",
                                        num_calibration=num_calibration)
-  micro = micro_export.for_micro(converted).metadata["micro"]
+  micro = micro_export.for_micro(converted, patches).metadata["micro"]
   net = arch.derive(alpha, channels, classes)
-  return {"alpha": alpha, "size": size,
+  extra = _patch_fields(micro) if "patches" in micro else {}
+  return {**extra, "alpha": alpha, "size": size,
           "macs": arch.count_macs(net, size, size),
           "params": arch.count_params(net),
           "flash_bytes": micro["flash_bytes"],
@@ -114,6 +132,13 @@ def markdown(rows, settings):
       "| alpha | input | MMACs | params | flash KiB | arena KiB | "
       "activations KiB | persistent KiB | recommended KiB | fits |",
       "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  patched = any("patches" in r for r in rows)
+  if patched:
+    lines[-4] += (" Patched (`--patches`): arena, activations, persistent and "
+                  "recommended are the patched build's.")
+    lines[-2] = lines[-2][:-len(" fits |")] + (
+        " unpatched arena KiB | patches | MAC overhead | fits |")
+    lines[-1] += " --- | --- | --- |"
   for r in rows:
     fit = "yes" if r["fits"] else "no (" + ", ".join(
         w for w, ok in (("RAM", r["fits_ram"]), ("flash", r["fits_flash"]))
@@ -124,6 +149,9 @@ def markdown(rows, settings):
              _kib(r["arena_activation_bytes"]),
              _kib(r["arena_persistent_bytes"]),
              _kib(r["recommended_arena_bytes"]), fit]
+    if patched:
+      cells[-1:-1] = [_kib(r["unpatched_arena_bytes"]), r["patches"],
+                      f"+{r['mac_overhead'] * 100:.1f} %"]
     if r["best"]:
       cells = [f"**{c}**" for c in cells]
     lines.append("| " + " | ".join(cells) + " |")
@@ -221,6 +249,7 @@ def main(argv):
   if any(s < 32 for s in sizes):
     raise cli.UsageError(f"--sizes={FLAGS.sizes}: MobileNetV2 needs >= 32")
   save_to = cli.output_dir(cli.user_path(FLAGS.save_to)) if FLAGS.save_to else None
+  patch_search.parse(FLAGS.patches)
   if FLAGS.from_json:
     settings, rows = _load(cli.user_path(FLAGS.from_json))
     for flag in ("channels", "classes"):
@@ -232,13 +261,15 @@ def main(argv):
     micro_runtime.tflm()  # not installed: say so before the slow part
     settings = {"channels": FLAGS.channels, "classes": FLAGS.classes,
                 "num_calibration": FLAGS.num_calibration,
+                **({"patches": FLAGS.patches} if FLAGS.patches != "off"
+                   else {}),
                 "arena_headroom": micro_export.ARENA_HEADROOM,
                 "measured_with": f"tflite-micro {micro_runtime.version()}"}
     rows = []
     for a in alphas:
       for s in sizes:
         rows.append(measure(a, s, FLAGS.channels, FLAGS.classes,
-                            FLAGS.num_calibration))
+                            FLAGS.num_calibration, FLAGS.patches))
         print(f"measured alpha {a:g} at {s} px in {rows[-1]['seconds']} s",
               file=sys.stderr)
   settings = dict(settings, ram_kib=FLAGS.ram_kib, flash_kib=FLAGS.flash_kib)

@@ -14,6 +14,8 @@ from mobilenet.testing import tools
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARTIFACT = os.path.join(HERE, "..", "mobilenet", "tflite",
                         "mobilenet_v2_micro.json")
+PATCHED = os.path.join(HERE, "..", "mobilenet", "tflite",
+                       "mobilenet_v2_micro_patched.json")
 KIB = 1024
 
 
@@ -107,6 +109,34 @@ class MicroFitTest(absltest.TestCase):
         self.assertLen(tools.error_lines(r), 1, r.stderr)
         self.assertIn(needle, tools.error_lines(r)[0])
         self.assertFalse(os.path.exists(os.path.dirname(out)))
+
+
+class PatchedFitTest(absltest.TestCase):
+
+  def test_auto_rows_measure_what_the_patched_build_needs(self):
+    out = os.path.join(self.create_tempdir().full_path, "fit")
+    r = _run("--ram_kib=110", "--flash_kib=1000", "--alphas=0.35",
+             "--sizes=48", "--channels=1", "--classes=10",
+             "--num_calibration=4", "--patches=auto", f"--save_to={out}")
+    self.assertEqual(r.returncode, 0, r.stderr)
+    with open(os.path.join(out, "micro_fit.json")) as f:
+      (row,) = json.load(f)["rows"]
+    with open(PATCHED) as f:
+      patched = json.load(f)["micro"]
+    with open(ARTIFACT) as f:
+      plain = json.load(f)["micro"]
+    # The bundled model's shape built by convert --patches=auto (the
+    # genrule): the same grid, arena and flash from other weights.
+    p = patched["patches"]
+    self.assertEqual(row["patches"], p["spec"])
+    for key in ("arena_bytes", "recommended_arena_bytes", "flash_bytes"):
+      self.assertEqual(row[key], patched[key], key)
+    self.assertEqual(row["unpatched_arena_bytes"], plain["arena_bytes"])
+    self.assertEqual(row["mac_overhead"], p["mac_overhead"])
+    # Fits by the patched arena: 109 KiB recommended, unpatched 115.
+    self.assertTrue(row["fits"])
+    self.assertIn("| unpatched arena KiB | patches | MAC overhead | fits |",
+                  r.stdout)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ one per output channel (int8 / uint8 only; <name>_per_tensor.tflite).
 MicroMutableOpResolver the model needs) and, in the sidecar, the tensor
 arena measured in the TFLM interpreter; a model TFLM cannot run is refused
 with one line naming the op or tensor, and nothing is written.
+--patches=RxC[@LAYER] runs the network up to block LAYER (e.g. block_3) as
+an R x C grid of patches, bit-identical, in a smaller arena; without @LAYER
+the block is searched, --patches=auto searches blocks and grids (one stage,
+then a second after it), all for the smallest arena measured in TFLM;
+RxC@LAYER,RxC@LAYER2 patches two stages (patches.py, patch_search.py).
 
 --target=saved_model writes a TensorFlow SavedModel directory
 <save_to>/<name> instead (saved_model.py: uint8 pixels in, probabilities and
@@ -31,6 +36,7 @@ from absl import logging
 
 from mobilenet.tflite import converter  # pylint: disable=g-bad-import-order
 from mobilenet.tflite import micro_export
+from mobilenet.tflite import patch_search
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("save_to", None, "Output directory (created when the "
@@ -53,6 +59,12 @@ flags.DEFINE_enum("target", "tflite", ["tflite", "micro", "saved_model"],
                   "for TensorFlow Lite Micro and the measured arena (needs an "
                   "int8 model); saved_model: a TensorFlow SavedModel "
                   "directory <save_to>/<name> (float, no quantization).")
+flags.DEFINE_string("patches", "off", "--target=micro only: off | auto | "
+                    "RxC[@LAYER][,RxC@LAYER2]: run the first blocks, up to "
+                    "LAYER (e.g. block_3), patch by patch on an R x C grid "
+                    "of its output (same outputs, smaller arena), then the "
+                    "blocks up to LAYER2; auto / no @LAYER: the smallest "
+                    "arena measured in TFLM.")
 flags.mark_flag_as_required("save_to")
 
 
@@ -104,6 +116,10 @@ def main(argv):
     raise cli.UsageError(f"--alpha={FLAGS.alpha} must be positive (e.g. 0.35,"
                          " 0.5, 1.0)")
   save_to = cli.output_dir(cli.user_path(FLAGS.save_to))
+  if FLAGS.patches != "off" and FLAGS.target != "micro":
+    raise cli.UsageError(f"--patches={FLAGS.patches} is for --target=micro "
+                         "(TFLM's arena); add --target=micro or drop it")
+  patch_search.parse(FLAGS.patches)  # a malformed spec fails before converting
   if FLAGS.target == "saved_model":
     return _saved_model(save_to)
   calibration_dir = cli.user_path(FLAGS.calibration_dir)
@@ -118,7 +134,7 @@ def main(argv):
       source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
       name=FLAGS.name, granularity=FLAGS.granularity)
   if FLAGS.target == "micro":
-    converted = micro_export.for_micro(converted)
+    converted = micro_export.for_micro(converted, FLAGS.patches)
   paths = converter.save(converted, save_to)
   print(summary(converted, paths))
   sys.stdout.flush()

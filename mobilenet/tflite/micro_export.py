@@ -13,10 +13,13 @@ model bytes and the TFLM version, so builds are reproducible.
 """
 
 import dataclasses
+import hashlib
 import re
 
 from mobilenet.tflite import micro_check
 from mobilenet.tflite import micro_runtime
+from mobilenet.tflite import patch_search
+from mobilenet.tflite import patches as patches_lib
 
 # Kept on top of the measured arena: optimized kernels (CMSIS-NN, ESP-NN)
 # ask for scratch buffers the reference kernels measured here do not, and a
@@ -98,13 +101,15 @@ def op_resolver_header(name, ops):
           f"#endif  // {guard}\n")
 
 
+def _arena_fields(arena, data):
+  return {"arena_bytes": arena.minimum, "arena_activation_bytes": arena.head,
+          "arena_persistent_bytes": arena.tail, "flash_bytes": len(data)}
+
+
 def micro_section(name, data, ops, arena):
   return {
       "array": c_name(name) + "_model_data",
-      "flash_bytes": len(data),
-      "arena_bytes": arena.minimum,
-      "arena_activation_bytes": arena.head,
-      "arena_persistent_bytes": arena.tail,
+      **_arena_fields(arena, data),
       "recommended_arena_bytes": recommended_arena(arena.minimum),
       "arena_headroom": ARENA_HEADROOM,
       "ops": list(ops.names),
@@ -116,23 +121,53 @@ def micro_section(name, data, ops, arena):
   }
 
 
-def for_micro(converted):
+def patches_section(spec, choice, unpatched, arena):
+  """The sidecar's micro.patches: the grid and what it costs and saves."""
+  macs, base = patches_lib.macs(choice.tflite), patches_lib.macs(unpatched)
+  how = (f"auto: the smallest arena measured in TFLM of {choice.searched} "
+         "candidates" if spec == "auto" else
+         f"--patches={spec}" + (f" ({choice.searched} blocks tried)"
+                                if choice.searched > 1 else ""))
+  return {"spec": choice.spec, "chosen_by": how,
+          "stages": [{"grid": f"{r}x{c}", "layer": layer}
+                     for r, c, layer in choice.stages],
+          "macs": macs, "mac_overhead": round(macs / base - 1, 4),
+          "unpatched": dict(_arena_fields(arena, unpatched), macs=base)}
+
+
+def for_micro(converted, patches="off", log=None):
   """`converted` (converter.Converted) plus its micro sources and sidecar
   section; raises micro_check.MicroError or MicroRuntimeError when TFLM
-  cannot run it."""
+  cannot run it.  `patches` (auto | off | RxC[@LAYER], patch_search) runs
+  the first stage patch by patch; GridError when the grid does not fit."""
   ops = micro_check.check(converted.tflite)
-  arena = micro_runtime.measure_arena(converted.tflite,
-                                      name=converted.name + ".tflite")
   name = converted.name
-  files = dict(converted.files)
-  files[name + "_model_data.h"] = model_data_header(
-      name, len(converted.tflite)).encode()
-  files[name + "_model_data.cc"] = model_data_source(
-      name, converted.tflite).encode()
-  files[name + "_op_resolver.h"] = op_resolver_header(name, ops).encode()
+  arena = micro_runtime.measure_arena(converted.tflite, name=name + ".tflite")
   metadata = dict(converted.metadata)
-  metadata["micro"] = micro_section(name, converted.tflite, ops, arena)
-  return dataclasses.replace(converted, metadata=metadata, files=files)
+  data, section = converted.tflite, None
+  choice = patch_search.search(data, patches, name=name + ".tflite", log=log)
+  if (choice is not None and patches == "auto" and
+      choice.arena.minimum >= arena.minimum):
+    # Small inputs: the patches' persistent data outweighs what they save.
+    section = {"spec": None, "stages": [], "chosen_by": (
+        f"auto: none of {choice.searched} candidates beats the unpatched "
+        f"arena (best {choice.spec}: {choice.arena.minimum:,} bytes)")}
+    choice = None
+  if choice is not None:
+    section = patches_section(patches, choice, data, arena)
+    data, arena = choice.tflite, choice.arena
+    ops = micro_check.check(data)
+    metadata["tflite_sha256"] = hashlib.sha256(data).hexdigest()
+    metadata["tflite_bytes"] = len(data)
+  files = dict(converted.files)
+  files[name + "_model_data.h"] = model_data_header(name, len(data)).encode()
+  files[name + "_model_data.cc"] = model_data_source(name, data).encode()
+  files[name + "_op_resolver.h"] = op_resolver_header(name, ops).encode()
+  metadata["micro"] = micro_section(name, data, ops, arena)
+  if section:
+    metadata["micro"]["patches"] = section
+  return dataclasses.replace(converted, tflite=data, metadata=metadata,
+                             files=files)
 
 
 def _kib(n):
@@ -150,4 +185,17 @@ def summary_lines(micro):
       f"TFLM flash    {_kib(micro['flash_bytes'])} of model data "
       "(plus the TFLM library and kernels)",
       f"TFLM ops      {micro['op_resolver']}: {', '.join(micro['ops'])}",
-  ]
+  ] + _patch_lines(micro.get("patches"))
+
+
+def _patch_lines(p):
+  if not p:
+    return []
+  if not p["spec"]:
+    return [f"patches       none ({p['chosen_by']})"]
+  u = p["unpatched"]
+  return [f"patches       {p['spec']} ({p['chosen_by']})",
+          f"              unpatched arena {_kib(u['arena_bytes'])}, flash "
+          f"{_kib(u['flash_bytes'])}",
+          f"              MACs {p['macs']:,} vs {u['macs']:,} unpatched "
+          f"(+{p['mac_overhead'] * 100:.1f} %)"]

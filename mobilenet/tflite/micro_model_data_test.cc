@@ -1,13 +1,23 @@
 // The model array of tflite_micro_model's cc_library, linked as a TFLM
 // project links it: 16-byte aligned (TFLM reads the flatbuffer in place) and
 // byte for byte the .tflite the same genrule wrote (path in argv[1]).
+// Built twice: for mobilenet_v2_micro and, with PATCHED defined, for
+// mobilenet_v2_micro_patched (the same model run patch by patch).
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <vector>
 
+#ifdef PATCHED
+#include "mobilenet/tflite/mobilenet_v2_micro_patched_model_data.h"
+#define MODEL_DATA g_mobilenet_v2_micro_patched_model_data
+#define MODEL_DATA_SIZE g_mobilenet_v2_micro_patched_model_data_size
+#else
 #include "mobilenet/tflite/mobilenet_v2_micro_model_data.h"
+#define MODEL_DATA g_mobilenet_v2_micro_model_data
+#define MODEL_DATA_SIZE g_mobilenet_v2_micro_model_data_size
+#endif
 
 namespace {
 
@@ -30,12 +40,12 @@ int main(int argc, char** argv) {
   }
   const std::vector<unsigned char> want((std::istreambuf_iterator<char>(file)),
                                         std::istreambuf_iterator<char>());
-  const unsigned char* data = g_mobilenet_v2_micro_model_data;
-  const unsigned int size = g_mobilenet_v2_micro_model_data_size;
+  const unsigned char* data = MODEL_DATA;
+  const unsigned int size = MODEL_DATA_SIZE;
 
   // The declaration a TFLM project sees promises 16 bytes, and the linked
   // array keeps the promise.
-  static_assert(__alignof__(g_mobilenet_v2_micro_model_data) >= 16,
+  static_assert(__alignof__(MODEL_DATA) >= 16,
                 "the header must declare the array alignas(16)");
   if (reinterpret_cast<std::uintptr_t>(data) % 16 != 0) {
     return Fail("array is not 16-byte aligned");

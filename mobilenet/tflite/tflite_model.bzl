@@ -96,6 +96,7 @@ def tflite_micro_model(
         calibration = None,
         weights_file = None,
         granularity = None,
+        patches = None,
         **kwargs):
     """Declares `name` (a genrule: the int8 TFLite Micro build) and
     `<name>_model_data` (a cc_library of the model array).
@@ -105,11 +106,16 @@ def tflite_micro_model(
     <name>_op_resolver.h (it includes TFLM's micro_mutable_op_resolver.h, so
     it is a file for your TFLM project, not part of the cc_library).
     Arguments as for tflite_model; the quantization is always int8.
+    `patches`: auto | RxC | RxC@LAYER (convert --patches): the first blocks
+    run patch by patch, same outputs, in the arena TFLM measures smallest;
+    default off.
     """
     srcs, args = _convert_args(name, weights, "int8", alpha, input_size,
                                num_calibration, calibration, weights_file,
                                granularity)
     args.append("--target=micro")
+    if patches != None:
+        args.append("--patches=" + patches)
     native.genrule(
         name = name,
         srcs = srcs,
