@@ -31,16 +31,19 @@ class _Run:
   or "folded"), in training the new BN statistics, and with QAT the hooks
   (qat.Hooks) the layer kinds call."""
 
-  def __init__(self, params, mode, qat=None):
+  def __init__(self, params, mode, qat=None, observe=None):
     self.params = params
     self.mode = mode
     self.new_stats = {}
     self.qat = qat
+    self.observe = observe
 
   def __call__(self, layer, x):
     x = _KINDS[layer.kind](self, layer, x)
     if self.qat is not None:
       x = self.qat.activation(layer, x)
+    if self.observe is not None:
+      self.observe(layer, x)
     return x
 
 
@@ -107,14 +110,15 @@ _KINDS = {
 
 def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
           classifier_activation="softmax", training=False, folded=False,
-          qat=None):
+          qat=None, observe=None):
   """Python (trace-time) body of `forward`; usable eagerly or in a graph.
 
   `params` is keyed by Keras layer name (see params.py); `folded=True` means
   it comes from params.fold_batch_norm.  `classes` and input channels are
   read from the shapes of `params` / `images`.  `qat` (a qat.Options)
   fake-quantizes (module docstring); with `training` the result is then
-  (outputs, new_bn_stats, new_ranges).
+  (outputs, new_bn_stats, new_ranges).  `observe(layer, output)` is called
+  after each arch.Layer (equalize.py reads activations through it).
   """
   arch.validate_top(pooling, classifier_activation)
   if training and folded:
@@ -136,7 +140,7 @@ def apply(params, images, *, alpha=1.0, include_top=True, pooling=None,
     params_lib.check(params, net)  # trace time only: names the bad layer
   mode = "folded" if folded else ("training" if training else "inference")
   hooks = None if qat is None else qat_lib.Hooks(qat, mode, net)
-  run = _Run(params, mode, hooks)
+  run = _Run(params, mode, hooks, observe)
   x = tf.cast(images, tf.float32)
   if hooks is not None:
     x = hooks.quantize(qat_lib.INPUT, x)

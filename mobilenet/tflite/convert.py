@@ -8,7 +8,9 @@ Writes out/<name>.tflite and out/<name>.json (atomically) and prints a
 summary.  --weights=auto takes ImageNet when it is cached or downloadable,
 else the bundled digit model, and says which.  --granularity=per_tensor gives
 each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED one weight scale instead of
-one per output channel (int8 / uint8 only; <name>_per_tensor.tflite).
+one per output channel (int8 / uint8 only; <name>_per_tensor.tflite);
+--equalize first evens out the depthwise convs' channel ranges on the
+calibration images (core/equalize.py), which is what per-tensor needs.
 
 --target=micro also writes the TensorFlow Lite Micro build:
 <name>_model_data.h/.cc (the model as a C array), <name>_op_resolver.h (the
@@ -49,6 +51,10 @@ flags.DEFINE_enum("granularity", "per_channel", list(converter.GRANULARITIES),
                   "Weight scales of int8 / uint8 models: per_channel (one "
                   "per output channel) or per_tensor (one per layer, for "
                   "hardware that wants it; files get a _per_tensor suffix).")
+flags.DEFINE_bool("equalize", False, "int8 / uint8: first move each "
+                  "depthwise conv's large weight ranges into the conv before "
+                  "it (float output unchanged on the calibration images), so "
+                  "per-tensor scales lose less; files get _equalized.")
 flags.DEFINE_string("calibration_dir", None, "Folder of calibration images "
                     "(default: data/calibration, 100 real digits).")
 flags.DEFINE_integer("num_calibration", converter.DEFAULT_NUM_CALIBRATION,
@@ -88,6 +94,11 @@ def summary(converted, paths):
     c = meta["calibration"]
     lines.append(f"calibration   {c['count']} images from {c['dir']} "
                  f"(sorted, files sha256 {c['files_sha256'][:12]})")
+  if meta.get("equalization"):
+    rows = meta["equalization"]["layers"]
+    lines.append(f"equalized     {len(rows)} depthwise convs: widest channel "
+                 f"spread {max(r['spread_before'] for r in rows):.0f}x -> "
+                 f"{max(r['spread_after'] for r in rows):.0f}x (max/median)")
   for kind in ("input", "output"):
     d = meta[kind]
     q = (f" scale={d['scale']:.6g} zero_point={d['zero_point']}"
@@ -132,7 +143,8 @@ def main(argv):
     print(f"weights=auto: using {source.description}")
   converted = converter.convert_source(
       source, FLAGS.quantize, calibration_dir, FLAGS.num_calibration,
-      name=FLAGS.name, granularity=FLAGS.granularity)
+      name=FLAGS.name, granularity=FLAGS.granularity,
+      equalize=FLAGS.equalize)
   if FLAGS.target == "micro":
     converted = micro_export.for_micro(converted, FLAGS.patches)
   paths = converter.save(converted, save_to)
@@ -142,7 +154,7 @@ def main(argv):
 
 def _saved_model(save_to):
   for flag in ("quantize", "granularity", "calibration_dir",
-               "num_calibration"):
+               "num_calibration", "equalize"):
     if FLAGS[flag].present:
       raise cli.UsageError(f"--{flag} is for the .tflite targets; a "
                            "SavedModel keeps the float weights")

@@ -64,6 +64,9 @@ class ConvertCliTest(absltest.TestCase):
                                 "--quantize float16"),
         "granularity_dynamic": (["--quantize", "dynamic", "--granularity",
                                  "per_tensor"], "not --quantize dynamic"),
+        "equalize_float16": (["--quantize", "float16", "--equalize"],
+                             "--equalize rescales weights for calibrated "
+                             "int8/uint8 conversion; not --quantize=float16"),
     }
     for what, (args, needle) in cases.items():
       with self.subTest(what):
@@ -83,16 +86,33 @@ class ConvertCliTest(absltest.TestCase):
     out = self.create_tempdir().full_path
     stem = "mobilenet_v2_random_a035_32x32x3_int8"
     summaries = {}
-    for granularity in ("per_channel", "per_tensor"):
+    for granularity, extra in (("per_channel", ()), ("per_tensor", ()),
+                               ("equalized", ("--equalize",))):
       r = tools.run_tool(CONVERT, "--save_to", out, "--weights", "random",
                          "--alpha", "0.35", "--input_size", "32",
-                         "--granularity", granularity,
-                         "--num_calibration", "10")
+                         "--granularity", granularity.replace(
+                             "equalized", "per_tensor"),
+                         "--num_calibration", "10", *extra)
       self.assertEqual(r.returncode, 0, r.stderr)
       summaries[granularity] = r.stdout
     self.assertEqual(sorted(os.listdir(out)), sorted(
-        stem + s + e for s in ("", "_per_tensor") for e in (".json",
-                                                            ".tflite")))
+        stem + s + e for s in ("", "_per_tensor", "_per_tensor_equalized")
+        for e in (".json", ".tflite")))
+    self.assertIn("equalized     17 depthwise convs", summaries["equalized"])
+    # Equalized, no depthwise weight scale is larger than without.
+    dw_scales = []
+    for suffix in ("_per_tensor", "_per_tensor_equalized"):
+      model = runtime.Model(os.path.join(out, stem + suffix + ".tflite"),
+                            use_default_delegates=False)
+      interp = model.interpreter
+      dw_scales.append([
+          interp._get_tensor_details(op["inputs"][1], 0)[  # pylint: disable=protected-access
+              "quantization_parameters"]["scales"][0]
+          for op in interp._get_ops_details()  # pylint: disable=protected-access
+          if op["op_name"] == "DEPTHWISE_CONV_2D"])
+    self.assertLen(dw_scales[1], 17)
+    for i, (plain, equalized) in enumerate(zip(*dw_scales)):
+      self.assertLessEqual(equalized, plain * (1 + 1e-6), i)
     self.assertIn("weights: int8 per-tensor, --granularity=per_tensor",
                   summaries["per_tensor"])
     self.assertIn("weights: int8 per-channel, --granularity=per_channel",

@@ -242,13 +242,21 @@ class Converted:
 
 def convert_source(source, quantize, calibration_dir=None,
                    num_calibration=DEFAULT_NUM_CALIBRATION, name=None,
-                   classifier_activation="softmax", granularity="per_channel"):
-  """Converts a ModelSource; returns the bytes and the sidecar dict."""
+                   classifier_activation="softmax", granularity="per_channel",
+                   equalize=False):
+  """Converts a ModelSource; returns the bytes and the sidecar dict.
+  `equalize` first equalizes the depthwise convs' weight ranges on the
+  calibration images (core/equalize.py; for per-tensor int8)."""
   if quantize not in QUANTIZATIONS:
     raise ConversionError(f"--quantize must be one of {QUANTIZATIONS}, got "
                           f"{quantize!r}")
   check_granularity(quantize, granularity)
   trained = (source.metadata or {}).get("qat")
+  if equalize and (quantize not in FULL_INTEGER or trained):
+    raise ConversionError(
+        "--equalize rescales weights for calibrated int8/uint8 conversion; "
+        + (f"{source.description} has trained QAT ranges: equalize before "
+           "QAT (tools/equalize)" if trained else f"not --quantize={quantize}"))
   if quantize == "int8" and trained:
     # Trained with --qat: its learned ranges and granularity, no calibration.
     if granularity == "per_tensor" and trained["granularity"] != granularity:
@@ -265,12 +273,21 @@ def convert_source(source, quantize, calibration_dir=None,
     representative = representative_batch(
         calibration, source.input_size, source.channels,
         source_field(source, "normalization"))
+  equalized = None
+  if equalize:
+    from mobilenet.core import equalize as eq  # pylint: disable=g-import-not-at-top
+    params, report = eq.equalize_source_params(source, representative)
+    source = dataclasses.replace(source, params=params)
+    equalized = eq.summary(report, len(representative))
   model = build_model(source, classifier_activation)
   tflite = convert(model.get_concrete_function(), quantize, representative,
                    model, granularity)
   meta = model_sidecar.build(tflite, source, quantize, calibration,
                              classifier_activation, granularity)
-  return Converted(name or default_name(source, quantize, granularity),
+  if equalized:
+    meta["equalization"] = equalized
+  return Converted(name or default_name(source, quantize, granularity)
+                   + ("_equalized" if equalize else ""),
                    tflite, meta, time.perf_counter() - start)
 
 
