@@ -7,8 +7,10 @@ import os
 import numpy as np
 from absl.testing import absltest
 
+from mobilenet.core import arch
 from mobilenet.core import forward
 from mobilenet.core import model_source
+from mobilenet.core import params as params_lib
 from mobilenet.testing import tools
 from mobilenet.tflite import converter
 
@@ -45,6 +47,30 @@ class EqualizeToolTest(absltest.TestCase):
                       for w in bundled.params[k])]
     self.assertTrue(changed and all("depthwise" in k or "BN" in k.upper()
                                     for k in changed), changed)
+
+  def test_from_an_imagenet_layout_file(self):
+    """The users' usual start: an alpha 1.0, 1000-class Keras .h5 with the
+    official file name (input size read from it, ImageNet names assumed
+    and said)."""
+    d = self.create_tempdir().full_path
+    net = arch.derive(1.0, 3, 1000)
+    src = os.path.join(
+        d, "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5")
+    params_lib.save_h5(params_lib.init(net, seed=1), src, net)
+    out = os.path.join(d, "eq", "model.h5")
+    r = tools.run_tool(TOOL, f"--weights={src}", f"--output={out}",
+                       "--num_calibration=8")
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertIn("note: labels: the ImageNet names", r.stderr)
+    eq = model_source.resolve(out)
+    self.assertEqual((eq.alpha, eq.input_size, eq.channels, eq.classes),
+                     (1.0, 224, 3, 1000))
+    before = model_source.resolve(src)
+    images = converter.representative_batch(
+        converter.calibration_set(None, 8), 224, 3, "tf")
+    np.testing.assert_allclose(
+        forward.apply(eq.params, images).numpy(),
+        forward.apply(before.params, images).numpy(), rtol=0, atol=1e-5)
 
   def test_bad_input_is_one_line_and_writes_nothing(self):
     d = self.create_tempdir()

@@ -181,15 +181,17 @@ def grids(height, width):
           if r * c > 1]
 
 
-def parse_grid(text):
-  """"RxC" -> (R, C), or GridError."""
+def parse_grid(text, spec=None):
+  """"RxC" -> (R, C), or GridError quoting `spec` (the whole flag value
+  `text` came from; default `text`)."""
+  spec = text if spec is None else spec
   parts = text.lower().split("x")
   if len(parts) != 2 or not all(p.isdigit() for p in parts):
-    raise GridError(f"--patches={text}: expected auto, off or RxC[@LAYER] "
+    raise GridError(f"--patches={spec}: expected auto, off or RxC[@LAYER] "
                     "(e.g. 4x4@block_2)")
   rows, cols = int(parts[0]), int(parts[1])
   if rows < 1 or cols < 1 or rows * cols < 2:
-    raise GridError(f"--patches={text}: a grid needs at least 2 patches")
+    raise GridError(f"--patches={spec}: a grid needs at least 2 patches")
   return rows, cols
 
 

@@ -120,9 +120,21 @@ class GridTest(absltest.TestCase):
 
   def test_parse(self):
     self.assertEqual(patch_grid.parse_grid("4X2"), (4, 2))
-    for bad in ("4", "x4", "4x4x4", "1x1", "0x3", "ax2"):
+    for bad in ("4", "x4", "4x4x4", "1x1", "0x3", "ax2", ""):
       with self.assertRaises(patch_grid.GridError):
         patch_grid.parse_grid(bad)
+
+  def test_flag_errors_quote_what_the_user_wrote(self):
+    from mobilenet.tflite import patch_search  # pylint: disable=g-import-not-at-top
+    for spec, needle in (("0x2@block_1", "--patches=0x2@block_1: a grid "),
+                         ("", "--patches=: expected auto, off or RxC"),
+                         ("  ", "--patches=: expected auto, off or RxC"),
+                         ("2x2@block_1,3x@block_2",
+                          "--patches=2x2@block_1,3x@block_2: expected")):
+      with self.assertRaisesRegex(patch_grid.GridError, "^" + needle):
+        patch_search.parse(spec)
+    self.assertIsNone(patch_search.parse("off"))
+    self.assertIsNone(patch_search.parse(None))
 
 
 if __name__ == "__main__":

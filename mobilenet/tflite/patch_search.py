@@ -46,14 +46,15 @@ class Choice:
 
 def parse(spec):
   """None for "off", "auto", or [(rows, cols, layer or None)]; GridError.
-  Only a single stage may leave its block out (it is searched)."""
-  spec = (spec or "off").strip()
+  Only a single stage may leave its block out (it is searched); an empty
+  spec is an error, not "off"."""
+  spec = "off" if spec is None else spec.strip()
   if spec in ("off", "auto"):
     return None if spec == "off" else "auto"
   stages = []
   for part in spec.split(","):
     grid, at, layer = part.partition("@")
-    rows, cols = patch_grid.parse_grid(grid)
+    rows, cols = patch_grid.parse_grid(grid, spec)
     if (at and not layer) or ("," in spec and not layer):
       raise GridError(f"--patches={spec}: name the block after @ (e.g. "
                       f"{grid}@block_2); only a single stage may leave @ out "
