@@ -63,6 +63,14 @@ def live_random_source(alpha=0.35, input_size=32, channels=1, classes=10,
                              "from digits)")
 
 
+def live_random_int8(alpha=0.35, input_size=32, channels=1, classes=10):
+  """`live_random_source` converted to full-integer int8 on 8 calibration
+  digits (converter.Converted): the int8 tests' random model."""
+  return converter.convert_source(
+      live_random_source(alpha, input_size, channels, classes), "int8",
+      num_calibration=8)
+
+
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven",
                "eight", "nine")
 

@@ -112,9 +112,7 @@ class FullSizeTest(absltest.TestCase):
   real images): 1280-channel layers, 1000 classes, the deepest sums."""
 
   def test_alpha_1_224_equals_tflm_and_reference_kernels(self):
-    source = models.live_random_source(1.0, 224, channels=3, classes=1000)
-    tflite = converter.convert_source(source, "int8",
-                                      num_calibration=8).tflite
+    tflite = models.live_random_int8(1.0, 224, 3, 1000).tflite
     model = exact_forward.ExactModel(tflite)
     x = np.random.default_rng(0).integers(-128, 128, (2, 224, 224, 3),
                                           np.int8)

@@ -8,7 +8,6 @@ from absl.testing import absltest
 
 from mobilenet.testing import models
 from mobilenet.testing import tools
-from mobilenet.tflite import converter
 from mobilenet.tflite import micro_export
 from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import patch_search
@@ -23,9 +22,7 @@ class SearchTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    source = models.live_random_source(0.35, SIZE, channels=3, classes=10)
-    cls.converted = converter.convert_source(source, "int8",
-                                             num_calibration=8)
+    cls.converted = models.live_random_int8(0.35, SIZE, 3, 10)
     cls.tflite = cls.converted.tflite
     cls.plain = micro_runtime.measure_arena(cls.tflite)
 
@@ -72,8 +69,7 @@ class SmallModelTest(absltest.TestCase):
 
   def test_auto_keeps_a_small_model_unpatched(self):
     # 32x32x1: the patches' persistent data outweighs the activations saved.
-    source = models.live_random_source(0.35, 32)
-    converted = converter.convert_source(source, "int8", num_calibration=8)
+    converted = models.live_random_int8(0.35, 32)
     micro = micro_export.for_micro(converted, "auto")
     self.assertEqual(micro.tflite, converted.tflite)
     p = micro.metadata["micro"]["patches"]

@@ -17,7 +17,6 @@ from mobilenet.core import arch
 from mobilenet.core import labels as labels_lib
 from mobilenet.core import preprocess
 from mobilenet.testing import models
-from mobilenet.tflite import converter
 from mobilenet.tflite import micro_runtime
 from mobilenet.tflite import patch_search
 from mobilenet.tflite import patches
@@ -55,9 +54,7 @@ class RandomModelTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    source = models.live_random_source(0.35, SIZE, channels=3, classes=10)
-    cls.tflite = converter.convert_source(source, "int8",
-                                          num_calibration=8).tflite
+    cls.tflite = models.live_random_int8(0.35, SIZE, 3, 10).tflite
     rng = np.random.default_rng(0)
     cls.x = rng.integers(-128, 128, (6, SIZE, SIZE, 3), dtype=np.int8)
     cls.want_tflm, cls.want_ref = _outputs(cls.tflite, cls.x)
