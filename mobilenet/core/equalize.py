@@ -15,7 +15,11 @@ so s_c is bounded by the channel's largest activation on calibration
 images: the float network is unchanged on them (up to float32 rounding).
 Each s_c is also bounded so that neither the activation tensor's range nor
 the preceding conv's largest folded weight grows: its int8 scales stay
-as they were and only the depthwise scale shrinks.
+as they were and only the depthwise scale shrinks.  A channel that stays 0
+on every calibration image (a "dead" ReLU6: its depthwise output is
+constant, its BN variance near 0, so its folded weights are often the
+largest of the layer) has only that second bound; it changes nothing
+where the channel stays below 6/s_c, 0 included.
 """
 
 import numpy as np
@@ -77,7 +81,7 @@ def equalize(params, net, maxima):
     r = _folded_range(kernel[..., 0], bn_d, 2)
     q = _folded_range(params[conv.name]["kernel"], bn_c, 3)
     a = maxima[conv.relu_name]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
       cap = np.minimum(np.where(a > 0, a.max() / a, np.inf), q.max() / q)
     cap = np.maximum(np.nan_to_num(cap, posinf=1.0), 1.0)
     target = np.max(r / cap)  # the smallest max the caps allow
