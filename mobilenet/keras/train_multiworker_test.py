@@ -8,7 +8,9 @@ global batch (to the tolerance train_mirrored_test explains); a worker
 killed mid-epoch and restarted makes the cluster resume from the last
 checkpoint and finish with the step count and export of an uninterrupted
 run; the chief's TensorBoard events match run.json, every step once, and no
-other worker writes any.
+other worker writes any; with --qat, each activation range is the workers'
+mean of their halves' [min, max] (the rule train_qat_mirrored_test checks
+in-process) and the chief's int8 export takes its scales from them.
 """
 
 import glob
@@ -19,6 +21,7 @@ import time
 
 from absl.testing import absltest
 import numpy as np
+from PIL import Image
 
 from mobilenet.core import model_source
 from mobilenet.testing import events
@@ -26,6 +29,8 @@ from mobilenet.testing import images
 from mobilenet.testing import models
 from mobilenet.testing import tools
 from mobilenet.testing import updates
+from mobilenet.tflite import qat_export
+from mobilenet.tflite import runtime
 
 TOOL = "mobilenet/keras/train.py"
 # Each run waits at most this long.  An idle 2-core machine needs ~1-2 min
@@ -183,6 +188,54 @@ class MultiWorkerTest(absltest.TestCase):
       else:
         pairs.append((name, got[name], want[name], initial[name]))
     updates.assert_updates_agree(self, pairs, "two workers vs one process")
+
+  def test_qat_ranges_are_the_workers_mean_and_the_export_is_int8(self):
+    # One step over the 18 training images, 9 per worker.  Every image has
+    # its own minimum, so whichever 9 a worker gets, the workers' mean of
+    # their minima lies strictly above the global one (the one-process
+    # run's) and is the mean of it and another image's minimum.
+    root = self.create_tempdir().full_path
+    data = images.spread_folder(os.path.join(root, "data"))
+    args = _common(data) + ["--epochs=1", f"--batch_size={TRAIN_IMAGES}",
+                            "--qat", "--granularity=per_tensor"]
+    dirs = {n: os.path.join(root, n) for n in ("chief", "worker", "single")}
+    cluster = self._cluster([
+        args + [f"--checkpoint_dir={dirs['chief']}", "--strategy=multiworker"],
+        args + [f"--checkpoint_dir={dirs['worker']}",
+                "--strategy=multiworker"]])
+    start = time.time()
+    for i in (0, 1):
+      cluster.start(i)
+    cluster.wait(start + RUN_TIMEOUT)
+    single = tools.run_tool(TOOL, *args, f"--checkpoint_dir={dirs['single']}",
+                            timeout=RUN_TIMEOUT)
+    self.assertEqual(single.returncode, 0, single.stderr[-3000:])
+    self.assertFalse(os.path.exists(dirs["worker"]))
+
+    def ranges(name):
+      with open(os.path.join(dirs[name], "model.json"), encoding="utf8") as f:
+        return {k: np.float32(v) for k, v in json.load(f)["qat"]["ranges"]
+                .items()}
+
+    got, whole = ranges("chief"), ranges("single")
+    self.assertEqual(sorted(got), sorted(whole))
+    # Each image's own [min, max], normalized as the input pipeline does.
+    spans = [(a.min(), a.max()) for a in (
+        np.asarray(Image.open(p), np.float32) / 127.5 - 1.0
+        for p in glob.glob(os.path.join(data, "*", "*.png")))]
+    for end in (0, 1):  # [min, max]
+      self.assertNotEqual(got["input"][end], whole["input"][end])
+      other = np.float32(2.0) * got["input"][end] - whole["input"][end]
+      self.assertLess(min(abs(other - s[end]) for s in spans
+                          if s[end] != whole["input"][end]), 1e-6, end)
+    tflite = os.path.join(dirs["chief"], "model_int8.tflite")
+    qat_export.check_full_integer(tflite)
+    scale, zero = runtime.Model(tflite, use_default_delegates=False
+                                ).interpreter.get_input_details()[0][
+                                    "quantization"]
+    lo, hi = got["input"]
+    self.assertAlmostEqual(scale, (hi - lo) / 255.0, delta=scale * 1e-6)
+    self.assertEqual(zero, round(-lo * 255.0 / (hi - lo)) - 128)
 
   def test_killed_worker_restarts_and_the_run_ends_as_if_uninterrupted(self):
     # 2 epochs x 3 steps of 6 images, a checkpoint after every step.

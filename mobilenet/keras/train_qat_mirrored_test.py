@@ -10,7 +10,6 @@ import tempfile
 
 from absl.testing import absltest
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 
 # Must happen before TensorFlow initializes its devices.
@@ -22,6 +21,7 @@ from mobilenet.core import qat  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import finish  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import qat_layers  # pylint: disable=g-import-not-at-top
 from mobilenet.keras import train_lib  # pylint: disable=g-import-not-at-top
+from mobilenet.testing import images  # pylint: disable=g-import-not-at-top
 from mobilenet.tflite import qat_export  # pylint: disable=g-import-not-at-top
 from mobilenet.tflite import runtime  # pylint: disable=g-import-not-at-top
 
@@ -44,27 +44,13 @@ def _hand_range(old, pieces):
   return old * np.float32(m) + batch * np.float32(1.0 - m)
 
 
-def _folder(root):
-  """3 classes x 8 PNGs, each image over its own span of gray levels, so
-  the replicas' pieces of a batch have different ranges."""
-  rng = np.random.default_rng(0)
-  lows, highs = rng.permutation(100)[:24], 150 + rng.permutation(100)[:24]
-  for i in range(24):
-    d = os.path.join(root, f"c{i % 3}")
-    os.makedirs(d, exist_ok=True)
-    a = rng.integers(lows[i], highs[i] + 1, (32, 32, 3)).astype(np.uint8)
-    a[0, 0], a[0, 1] = lows[i], highs[i]
-    Image.fromarray(a).save(os.path.join(d, f"{i:03d}.png"))
-  return root
-
-
 class QatMirroredTest(absltest.TestCase):
 
   def test_ranges_are_the_replica_mean_and_the_export_converts(self):
     root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
     # 3 classes x 8 images, val_split 0.25: 18 training images in batches of
     # 8, 8 and 2, split 4 + 4, 4 + 4 and 1 + 1 over the replicas.
-    data = _folder(os.path.join(root, "data"))
+    data = images.spread_folder(os.path.join(root, "data"))
     cfg = train_lib.Config(
         data_dir=data, alpha=0.35, input_size=32, channels=3, epochs=1,
         batch_size=8, val_split=0.25, augment="none", strategy="mirrored",

@@ -25,3 +25,18 @@ def make_folder(root, classes=3, per_class=24, size=32, bad_files=True,
       f.write(b"this is not a PNG")
     open(os.path.join(root, "c1", "zz_empty.png"), "wb").close()
   return root
+
+
+def spread_folder(root):
+  """3 classes x 8 PNGs, each image over its own span of gray levels (every
+  minimum and maximum distinct), so pieces of a batch split over replicas
+  or workers have different ranges.  Returns `root`."""
+  rng = np.random.default_rng(0)
+  lows, highs = rng.permutation(100)[:24], 150 + rng.permutation(100)[:24]
+  for i in range(24):
+    d = os.path.join(root, f"c{i % 3}")
+    os.makedirs(d, exist_ok=True)
+    a = rng.integers(lows[i], highs[i] + 1, (32, 32, 3)).astype(np.uint8)
+    a[0, 0], a[0, 1] = lows[i], highs[i]
+    Image.fromarray(a).save(os.path.join(d, f"{i:03d}.png"))
+  return root
