@@ -39,14 +39,6 @@ def pairs(net):
           if b.kind == "depthwise" and a.relu_name]
 
 
-def _folded_range(weights, bn, axis):
-  """max|folded kernel| per output channel (params.fold_batch_norm's)."""
-  axes = tuple(i for i in range(weights.ndim) if i != axis)
-  scale = np.abs(bn["gamma"]) / np.sqrt(bn["moving_variance"] +
-                                        arch.BN_EPSILON)
-  return np.abs(weights).max(axis=axes) * scale
-
-
 def activation_maxima(params, images, alpha, net):
   """{ReLU6 layer name: per-channel max over `images`} for the ReLU6s
   that feed a depthwise conv (`pairs`), from the float forward."""
@@ -74,12 +66,16 @@ def equalize(params, net, maxima):
   channels) before and after, how many channels were scaled and by how
   much at most."""
   params = {k: dict(v) for k, v in params_lib.to_numpy(params).items()}
+  # No two pairs share a layer, so folding once up front gives each pair
+  # its own layers as they were.
+  folded = params_lib.fold_batch_norm(params, net)
   report = []
   for conv, dw in pairs(net):
-    bn_c, bn_d = params[conv.bn_name], params[dw.bn_name]
+    bn_c = params[conv.bn_name]
     kernel = params[dw.name]["depthwise_kernel"]
-    r = _folded_range(kernel[..., 0], bn_d, 2)
-    q = _folded_range(params[conv.name]["kernel"], bn_c, 3)
+    # max|BN-folded kernel| per output channel
+    r = np.abs(folded[dw.name]["depthwise_kernel"]).max(axis=(0, 1, 3))
+    q = np.abs(folded[conv.name]["kernel"]).max(axis=(0, 1, 2))
     a = maxima[conv.relu_name]
     with np.errstate(divide="ignore", invalid="ignore"):
       cap = np.minimum(np.where(a > 0, a.max() / a, np.inf), q.max() / q)
